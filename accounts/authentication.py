@@ -1,0 +1,79 @@
+"""Bearer API keys (DESIGN.md §3). The authenticated principal carries the workspace; views read it
+from `request.workspace`, set by common.api.WorkspaceApiMixin."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.throttling import SimpleRateThrottle
+
+from accounts.models import ApiKey, Workspace
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    api_key: ApiKey
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.api_key.workspace
+
+    @property
+    def pk(self):
+        return self.api_key.pk
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request)
+        if not header:
+            return None
+        try:
+            scheme, _, raw = header.decode("latin-1").partition(" ")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("The Authorization header is not readable.") from None
+        if scheme.lower() != self.keyword or not raw.strip():
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
+        api_key = (
+            ApiKey.objects.select_related("workspace").filter(key_hash=ApiKey.hash_key(raw.strip())).first()
+        )
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is not valid.")
+        if api_key.revoked:
+            raise exceptions.AuthenticationFailed("The API key has been revoked.")
+        self._touch(api_key)
+        return ApiPrincipal(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+    @staticmethod
+    def _touch(api_key: ApiKey) -> None:
+        # One write per key per minute at most, not one per request.
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at >= settings.API_KEY_LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """Requests per API key, counted in Redis (the Django cache). 429 RATE_LIMITED with Retry-After."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request, view):
+        if request.auth is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except Exception:  # noqa: BLE001 - a Redis outage must not take the API down with it
+            return True

@@ -1,0 +1,95 @@
+import hashlib
+import secrets
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from common.timezones import validate_timezone_name
+
+
+class Workspace(models.Model):
+    """The tenant. Every object of the product belongs to exactly one workspace (DESIGN.md §3)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    timezone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_timezone_name],
+        help_text="Default IANA timezone for recipients without one of their own.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A bearer key. Only its SHA-256 is stored: keys are 256-bit random strings, so a fast hash is
+    enough (no dictionary to attack) and lookup by hash stays one indexed query per request."""
+
+    KEY_PREFIX = "msk"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=16, db_index=True, editable=False, help_text="Visible start of the key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    sandbox = models.BooleanField(default=False, help_text="Sandbox keys are accepted but nothing is sent.")
+    revoked = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.workspace})"
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def generate(cls) -> tuple[str, str]:
+        """Return (raw key, visible prefix). The raw key is shown once and never stored."""
+        visible = secrets.token_hex(4)
+        raw = f"{cls.KEY_PREFIX}_{visible}_{secrets.token_urlsafe(32)}"
+        return raw, f"{cls.KEY_PREFIX}_{visible}"
+
+
+class SendingDomain(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="sending_domains")
+    domain = models.CharField(max_length=253)
+    verification_token = models.CharField(max_length=64, editable=False)
+    verified = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.CharField(
+        max_length=16, blank=True, choices=[("dns", "DNS TXT check"), ("admin", "Marked by an admin")]
+    )
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "domain"], name="uniq_sending_domain_per_workspace")]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    @property
+    def verification_record(self) -> str:
+        from django.conf import settings
+
+        return f"{settings.SENDING_DOMAIN_TXT_PREFIX}{self.verification_token}"
+
+    def mark_verified(self, *, by: str) -> None:
+        self.verified = True
+        self.verified_by = by
+        self.verified_at = timezone.now()

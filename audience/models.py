@@ -1,0 +1,126 @@
+import uuid
+
+from django.db import models
+
+from accounts.models import Workspace
+from common.timezones import validate_timezone_name
+
+
+class Label(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="uniq_label_name_per_workspace")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    class Status(models.TextChoices):
+        SUBSCRIBED = "subscribed"
+        UNSUBSCRIBED = "unsubscribed"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="contacts")
+    # Stored lower-cased: mailbox providers treat addresses case-insensitively in practice, and one
+    # person must not become two contacts (and get two copies) because of capitalisation.
+    email = models.EmailField(max_length=254)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    timezone = models.CharField(
+        max_length=64, blank=True, validators=[validate_timezone_name],
+        help_text="IANA zone; blank means the workspace's default.",
+    )
+    attributes = models.JSONField(default=dict, blank=True)
+    labels = models.ManyToManyField(Label, blank=True, related_name="contacts")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBSCRIBED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "email"], name="uniq_contact_email_per_workspace")]
+        indexes = [models.Index(fields=["workspace", "status"], name="contact_ws_status_idx")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Segment(models.Model):
+    """A saved filter over contacts; `rules` is validated and compiled by audience.segments."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="segments")
+    name = models.CharField(max_length=200)
+    rules = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="uniq_segment_name_per_workspace")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Suppression(models.Model):
+    """Addresses that must never get mail from this workspace, whether or not they are contacts."""
+
+    class Reason(models.TextChoices):
+        MANUAL = "manual"
+        UNSUBSCRIBED = "unsubscribed"
+        BOUNCED = "bounced"
+        COMPLAINED = "complained"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="suppressions")
+    email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.MANUAL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "email"], name="uniq_suppression_per_workspace")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class ContactImport(models.Model):
+    """One CSV upload. The file is kept in the row (not on a disk the workers may not share) until the
+    import task has read it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="contact_imports")
+    filename = models.CharField(max_length=255, blank=True)
+    payload = models.BinaryField(null=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    total_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{line, email, errors}] for skipped rows.")
+    failure_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.filename or self.id} ({self.status})"

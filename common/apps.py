@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class CommonConfig(AppConfig):
+    name = "common"
+
+    def ready(self) -> None:
+        from common.periodic import register_system_periodic_tasks
+
+        # After every migrate the system's periodic tasks exist in django-celery-beat exactly once,
+        # with the intervals from settings (a few static entries, never one per campaign: DESIGN.md §8).
+        post_migrate.connect(register_system_periodic_tasks, sender=self)

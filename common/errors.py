@@ -1,0 +1,95 @@
+"""One error hierarchy for the whole product. The API's exception handler turns each into the envelope
+of DESIGN.md §4; services raise them, views never build error bodies themselves."""
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    status = 400
+    code = "BAD_REQUEST"
+    default_message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, details: dict[str, Any] | None = None):
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(self.message)
+
+
+class MalformedRequest(ApplicationError):
+    status = 400
+    code = "MALFORMED_REQUEST"
+    default_message = "The request body is not valid JSON."
+
+
+class ValidationError(ApplicationError):
+    status = 400
+    code = "VALIDATION_ERROR"
+    default_message = "The given data was invalid"
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> "ValidationError":
+        return cls(details={field: [message]})
+
+
+class Unauthenticated(ApplicationError):
+    status = 401
+    code = "UNAUTHENTICATED"
+    default_message = "A valid API key is required: send 'Authorization: Bearer <key>'."
+
+
+class PermissionDenied(ApplicationError):
+    status = 403
+    code = "PERMISSION_DENIED"
+    default_message = "You do not have permission to perform this action."
+
+
+class ContentRejected(ApplicationError):
+    status = 403
+    code = "CONTENT_REJECTED"
+    default_message = "The content was rejected."
+
+
+class NotFound(ApplicationError):
+    status = 404
+    code = "RESOURCE_NOT_FOUND"
+    default_message = "The requested resource was not found."
+
+
+class MethodNotAllowed(ApplicationError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "Method not allowed."
+
+
+class Conflict(ApplicationError):
+    status = 409
+    code = "CONFLICT"
+    default_message = "The request conflicts with the current state of the resource."
+
+
+class PayloadTooLarge(ApplicationError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request body is too large."
+
+
+class UnsupportedMediaType(ApplicationError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "Unsupported media type."
+
+
+class RateLimited(ApplicationError):
+    status = 429
+    code = "RATE_LIMITED"
+    default_message = "Too many requests."
+
+    def __init__(self, message: str | None = None, details: dict | None = None, retry_after: int | None = None):
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(ApplicationError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "A backing service is unavailable; try again."

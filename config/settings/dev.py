@@ -1,0 +1,10 @@
+"""Development settings: the embedded defaults (SQLite file, local Redis, local SMTP sink)."""
+
+import os
+
+from .base import *  # noqa: F401,F403
+from .base import DATA_DIR, env_bool
+
+DEBUG = env_bool("DEBUG", True)
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+os.makedirs(DATA_DIR / "media", exist_ok=True)

@@ -1,0 +1,44 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from common import views as common_views
+
+api_v1 = [
+    path("", include("accounts.urls")),
+    path("", include("audience.urls")),
+    path("", include("campaigns.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+urlpatterns = [
+    path("healthz", common_views.healthz, name="healthz"),
+    path("readyz", common_views.readyz, name="readyz"),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+]
+
+admin.site.site_header = "mailsched"
+admin.site.site_title = "mailsched admin"
+admin.site.index_title = "Campaigns, audience and delivery"
+
+
+def handler404(request, exception):
+    # Unknown API paths get the JSON envelope; everything else Django's normal page.
+    if request.path.startswith("/api/"):
+        return common_views.api_not_found(request, exception)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith("/api/"):
+        from common.exceptions import envelope
+        from django.http import JsonResponse
+
+        return JsonResponse(envelope("INTERNAL_ERROR", "An unexpected error occurred; it has been logged."), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,89 @@
+"""All factories in one place (factory_boy)."""
+
+import factory
+
+from accounts.models import ApiKey, SendingDomain, Workspace
+from audience.models import Contact, Label, Segment, Suppression
+from campaigns.models import Template
+
+
+class WorkspaceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workspace
+
+    name = factory.Sequence(lambda n: f"Workspace {n}")
+    timezone = "UTC"
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApiKey
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    prefix = factory.Sequence(lambda n: f"msk_{n:08x}")
+    key_hash = factory.Sequence(lambda n: ApiKey.hash_key(f"factory-key-{n}"))
+
+
+class SendingDomainFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SendingDomain
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    domain = factory.Sequence(lambda n: f"mail{n}.example.com")
+    verification_token = factory.Sequence(lambda n: f"token{n:032d}")
+    verified = False
+
+
+class LabelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Label
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"label-{n}")
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+        skip_postgeneration_save = True
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    email = factory.Sequence(lambda n: f"person{n}@example.org")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    status = Contact.Status.SUBSCRIBED
+    attributes = factory.LazyFunction(dict)
+
+    @factory.post_generation
+    def labels(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.labels.set(extracted)
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"segment-{n}")
+    rules = factory.LazyFunction(lambda: {"all": [{"attribute": "country", "op": "eq", "value": "ID"}]})
+
+
+class SuppressionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Suppression
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    email = factory.Sequence(lambda n: f"suppressed{n}@example.org")
+    reason = Suppression.Reason.MANUAL
+
+
+class TemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Template
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"template-{n}")
+    subject = "Hello {{ first_name }}"
+    html = "<p>Hello {{ first_name }}</p>"
+    text = "Hello {{ first_name }}"
