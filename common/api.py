@@ -58,7 +58,8 @@ class WorkspaceCrudViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
             raise errors.NotFound() from None
 
     def render(self, instance, status_code=status.HTTP_200_OK) -> Response:
-        return Response(self.output_serializer_class(instance, context=self.get_serializer_context()).data, status=status_code)
+        data = self.output_serializer_class(instance, context=self.get_serializer_context()).data
+        return Response(data, status=status_code)
 
     def _parse(self, *, partial: bool, instance=None) -> dict:
         serializer = self.input_serializer_class(
@@ -104,8 +105,12 @@ def crud_schema(resource: str, input_serializer, output_serializer, tags: list[s
     return extend_schema_view(
         list=extend_schema(summary=f"List {resource}s", responses=output_serializer(many=True), tags=tags),
         retrieve=extend_schema(summary=f"Get a {resource}", responses=output_serializer, tags=tags),
-        create=extend_schema(summary=f"Create a {resource}", request=input_serializer, responses={201: output_serializer}, tags=tags),
-        update=extend_schema(summary=f"Replace a {resource}", request=input_serializer, responses=output_serializer, tags=tags),
+        create=extend_schema(
+            summary=f"Create a {resource}", request=input_serializer, responses={201: output_serializer}, tags=tags
+        ),
+        update=extend_schema(
+            summary=f"Replace a {resource}", request=input_serializer, responses=output_serializer, tags=tags
+        ),
         partial_update=extend_schema(
             summary=f"Update a {resource}", request=input_serializer, responses=output_serializer, tags=tags
         ),

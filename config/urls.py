@@ -35,8 +35,9 @@ def handler404(request, exception):
 
 def handler500(request):
     if request.path.startswith("/api/"):
-        from common.exceptions import envelope
         from django.http import JsonResponse
+
+        from common.exceptions import envelope
 
         return JsonResponse(envelope("INTERNAL_ERROR", "An unexpected error occurred; it has been logged."), status=500)
     from django.views.defaults import server_error
