@@ -67,6 +67,12 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
 
     scope = "api_key"
 
+    def get_rate(self):
+        # Read at request time (not class definition) so the rate follows settings overrides.
+        from rest_framework.settings import api_settings
+
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
     def get_cache_key(self, request, view):
         if request.auth is None:
             return None

@@ -10,4 +10,11 @@ class CommonConfig(AppConfig):
 
         # After every migrate the system's periodic tasks exist in django-celery-beat exactly once,
         # with the intervals from settings (a few static entries, never one per campaign: DESIGN.md §8).
-        post_migrate.connect(register_system_periodic_tasks, sender=self)
+        # Sent per app that has models; django_celery_beat's is the one whose tables we need.
+        from django.apps import apps
+
+        post_migrate.connect(
+            register_system_periodic_tasks,
+            sender=apps.get_app_config("django_celery_beat"),
+            dispatch_uid="register_system_periodic_tasks",
+        )

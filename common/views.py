@@ -1,5 +1,7 @@
 """Ops endpoints (DESIGN.md §11): /healthz says the process is up, /readyz checks database and Redis."""
 
+import time
+
 import redis
 from django.conf import settings
 from django.db import connection
@@ -28,7 +30,18 @@ def readyz(request):
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}: {exc}"
     ready = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if ready:
+        # Informational, not a readiness gate: web can serve while workers restart.
+        body["workers_last_heartbeat_seconds_ago"] = _heartbeat_age(client)
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _heartbeat_age(client) -> float | None:
+    from common.tasks import HEARTBEAT_KEY
+
+    value = client.get(HEARTBEAT_KEY)
+    return round(time.time() - float(value), 1) if value else None
 
 
 def api_not_found(request, exception=None):

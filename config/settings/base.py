@@ -157,7 +157,14 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
 
 # The system's periodic tasks; common.apps registers them in django-celery-beat after migrate.
-SYSTEM_PERIODIC_TASKS: dict[str, dict] = {}
+SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
+    "system: heartbeat": {
+        "task": "common.tasks.heartbeat",
+        "every_seconds": 10,
+        "queue": "default",
+        "description": "Proves beat and a default worker are alive (shown by /readyz).",
+    },
+}
 
 # --- API ----------------------------------------------------------------------------------------------
 # Largest request body the API accepts; beyond it a 413 PAYLOAD_TOO_LARGE envelope (DESIGN.md §4).

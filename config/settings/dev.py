@@ -8,6 +8,7 @@ from .base import DATA_DIR, env_bool
 DEBUG = env_bool("DEBUG", True)
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 os.makedirs(DATA_DIR / "media", exist_ok=True)
+os.makedirs(DATA_DIR / "static", exist_ok=True)
 
 # gunicorn serves the admin's static files straight from the apps in development (no collectstatic).
 WHITENOISE_USE_FINDERS = True

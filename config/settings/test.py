@@ -11,6 +11,8 @@ from .base import DATA_DIR  # noqa: E402
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = DATA_DIR / "test-media"
+WHITENOISE_USE_FINDERS = True
+os.makedirs(DATA_DIR / "static", exist_ok=True)
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CACHES = {
     "default": {

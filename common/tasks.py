@@ -1,0 +1,15 @@
+import time
+
+from celery import shared_task
+from django.conf import settings
+
+HEARTBEAT_KEY = "mailsched:heartbeat"
+
+
+@shared_task(queue="default", ignore_result=True)
+def heartbeat() -> None:
+    """Beat schedules this every few seconds and a default-queue worker runs it; its timestamp in Redis
+    tells ops (via /readyz) that beat and the workers are alive, not just the web process."""
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).set(HEARTBEAT_KEY, f"{time.time():.3f}", ex=3600)

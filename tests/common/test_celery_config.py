@@ -1,0 +1,64 @@
+"""The Celery settings the engine's guarantees rest on, read back from the loaded app."""
+
+from django.conf import settings
+from django_celery_beat.models import PeriodicTask
+
+from config.celery import app
+
+
+def test_only_json_is_accepted_and_produced():
+    assert app.conf.task_serializer == "json"
+    assert app.conf.result_serializer == "json"
+    assert list(app.conf.accept_content) == ["json"]
+
+
+def test_late_acks_and_reject_on_worker_lost_are_on():
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_the_four_queues_are_declared():
+    assert {q.name for q in app.conf.task_queues} == {"tx_high", "tx_low", "bulk", "default"}
+    assert app.conf.task_default_queue == "default"
+
+
+def test_time_limits_are_set():
+    assert app.conf.task_time_limit > app.conf.task_soft_time_limit > 0
+
+
+def test_visibility_timeout_is_longer_than_any_eta_the_engine_uses():
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    assert visibility > settings.DISPATCH_HORIZON_SECONDS
+    assert visibility >= app.conf.task_time_limit
+
+
+def test_broker_is_redis_from_settings():
+    assert app.conf.broker_url == settings.REDIS_URL
+    assert app.conf.broker_url.startswith("redis://")
+
+
+def test_beat_uses_the_database_scheduler():
+    assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def test_results_are_ignored():
+    assert app.conf.task_ignore_result is True
+
+
+def test_system_periodic_tasks_exist_after_migrate(db):
+    for name, spec in settings.SYSTEM_PERIODIC_TASKS.items():
+        task = PeriodicTask.objects.get(name=name)
+        assert task.task == spec["task"]
+        assert task.interval.every == spec["every_seconds"]
+        assert task.enabled
+
+
+def test_registering_periodic_tasks_twice_keeps_one_of_each(db):
+    from common.periodic import register_system_periodic_tasks
+
+    register_system_periodic_tasks()
+    register_system_periodic_tasks()
+    assert PeriodicTask.objects.filter(name__in=settings.SYSTEM_PERIODIC_TASKS).count() == len(
+        settings.SYSTEM_PERIODIC_TASKS
+    )
