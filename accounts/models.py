@@ -1,4 +1,5 @@
 import hashlib
+import re
 import secrets
 import uuid
 
@@ -61,6 +62,34 @@ class ApiKey(models.Model):
         return raw, f"{cls.KEY_PREFIX}_{visible}"
 
 
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_domain(value: str) -> str:
+    """The canonical form of a sending domain: lower-case ASCII, internationalised names in their
+    IDNA (punycode) form as DNS and mail headers carry them, no trailing dot. Raises ValueError with a
+    message for the user when `value` is not a plain hostname with at least one dot."""
+    value = (value or "").strip()
+    if not value:
+        raise ValueError("This field may not be blank.")
+    if "://" in value or any(char in value for char in "/?#@:") or any(char.isspace() for char in value):
+        raise ValueError("Enter a bare domain name such as 'mail.example.com' (no scheme, path, port or '@').")
+    if value.endswith("."):  # the fully-qualified spelling of the same name
+        value = value[:-1]
+    try:
+        ascii_name = value.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"'{value}' is not a valid domain name.") from None
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise ValueError("Enter a full domain name with a dot, such as 'example.com'.")
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"'{value}' is not a valid domain name.")
+    if labels[-1].isdigit():
+        raise ValueError("Enter a domain name, not an IP address.")
+    return ascii_name
+
+
 class SendingDomain(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="sending_domains")
@@ -78,7 +107,9 @@ class SendingDomain(models.Model):
 
     class Meta:
         ordering = ["domain"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "domain"], name="uniq_sending_domain_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "domain"], name="uniq_sending_domain_per_workspace")
+        ]
 
     def __str__(self) -> str:
         return self.domain

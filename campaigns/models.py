@@ -23,3 +23,129 @@ class Template(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def default_audience() -> dict:
+    return {"include_labels": [], "exclude_labels": [], "include_segments": [], "exclude_segments": []}
+
+
+def default_tracking() -> dict:
+    return {"opens": True, "clicks": True}
+
+
+class Campaign(models.Model):
+    """One email to many contacts. Status changes only in campaigns.services, under a row lock."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        SCHEDULED = "scheduled"
+        SENDING = "sending"
+        PAUSED = "paused"
+        SENT = "sent"
+        REPORTED = "reported"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    class ScheduleType(models.TextChoices):
+        SCHEDULED = "scheduled"
+        RECURRING = "recurring"
+
+    STARTABLE = (Status.DRAFT, Status.FAILED, Status.SCHEDULED)
+    EDITABLE = (Status.DRAFT, Status.SCHEDULED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+
+    subject = models.CharField(max_length=998, blank=True)
+    preheader = models.CharField(max_length=255, blank=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    from_email = models.EmailField(max_length=254, blank=True)
+    reply_to = models.EmailField(max_length=254, blank=True)
+    html = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    template = models.ForeignKey(Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns")
+    substitution_data = models.JSONField(default=dict, blank=True)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+    labels = models.ManyToManyField("audience.Label", blank=True, related_name="campaigns")
+    audience = models.JSONField(default=default_audience, blank=True)
+    tracking = models.JSONField(default=default_tracking, blank=True)
+
+    # Schedule. `next_run_at` is what the dispatcher reads: the instant of the next launch, for one-off
+    # and recurring schedules alike; `scheduled_at` is the one-off instant as the user gave it.
+    schedule_type = models.CharField(max_length=16, choices=ScheduleType.choices, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    schedule_timezone = models.CharField(max_length=64, blank=True)
+    recurring_config = models.JSONField(null=True, blank=True)
+    recurring_anchor = models.DateField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    send_time_optimization = models.JSONField(null=True, blank=True)
+    recipient_local_time = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "status"], name="campaign_ws_status_idx"),
+            # The dispatcher's claim query: due scheduled campaigns only (DESIGN.md §8, partial index).
+            models.Index(
+                fields=["next_run_at"],
+                name="campaign_due_idx",
+                condition=models.Q(status="scheduled"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clear_schedule(self) -> None:
+        self.schedule_type = ""
+        self.scheduled_at = None
+        self.schedule_timezone = ""
+        self.recurring_config = None
+        self.recurring_anchor = None
+        self.next_run_at = None
+        self.send_time_optimization = None
+        self.recipient_local_time = False
+
+
+class CampaignRun(models.Model):
+    """One send of a campaign; a recurring campaign has one per occurrence. Totals are counters kept by
+    the delivery engine (DESIGN.md §8: progress by counters, not chords)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        FANNING_OUT = "fanning_out"
+        SENDING = "sending"
+        PAUSED = "paused"
+        SENT = "sent"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+        MISSED = "missed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaign_runs")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=16, choices=[("now", "Send now"), ("schedule", "Schedule")])
+    due_at = models.DateTimeField(help_text="When this run was due to launch.")
+    launched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-due_at"]
+        indexes = [
+            models.Index(fields=["due_at"], name="run_pending_due_idx", condition=models.Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} @ {self.due_at:%Y-%m-%d %H:%M}Z"

@@ -63,14 +63,14 @@ class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
 
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(left, int) and isinstance(right, int):
-            if right > 0 and left.bit_length() * right > MAX_POWER_BITS:
-                raise SecurityError(f"The power would be larger than {MAX_POWER_BITS} bits.")
+        powers = operator == "**" and isinstance(left, int) and isinstance(right, int)
+        if powers and right > 0 and left.bit_length() * right > MAX_POWER_BITS:
+            raise SecurityError(f"The power would be larger than {MAX_POWER_BITS} bits.")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                    if len(seq) * times > MAX_REPEAT_LENGTH:
-                        raise SecurityError(f"Repetition would build more than {MAX_REPEAT_LENGTH} items.")
+                repeats = isinstance(seq, (str, list, tuple)) and isinstance(times, int)
+                if repeats and len(seq) * times > MAX_REPEAT_LENGTH:
+                    raise SecurityError(f"Repetition would build more than {MAX_REPEAT_LENGTH} items.")
         return super().call_binop(context, operator, left, right)
 
 
@@ -121,8 +121,7 @@ def _first_forbidden_node(tree: nodes.Template) -> tuple[int, str] | None:
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
             name = node.arg.value
         elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
-            if isinstance(node.args[0], nodes.Const):
-                name = node.args[0].value
+            name = node.args[0].value if isinstance(node.args[0], nodes.Const) else None
         if isinstance(name, str) and name.startswith("_"):
             return node.lineno, (
                 f"'{name}' is a private attribute; templates may use contact fields and substitution data only."

@@ -1,0 +1,82 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
+
+from accounts.authentication import ApiKeyAuthentication
+from accounts.models import ApiKey
+from accounts.services import api_key_create, api_key_revoke
+from common import errors
+
+URL = "/api/v1/sending-domains"
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(header: str | None) -> APIClient:
+    client = APIClient()
+    if header is not None:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    return client
+
+
+def _assert_unauthenticated(response) -> None:
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_no_key_is_401_with_www_authenticate(anon):
+    _assert_unauthenticated(anon.get(URL))
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer   ", "Token abc", "Basic dXNlcjpwYXNz", "msk_abc"])
+def test_malformed_authorization_header_is_401(header):
+    _assert_unauthenticated(_client(header).get(URL))
+
+
+def test_unknown_key_is_401(workspace):
+    _assert_unauthenticated(_client("Bearer msk_00000000_not-a-real-key").get(URL))
+
+
+def test_revoked_key_is_401(workspace):
+    api_key, raw = api_key_create(workspace=workspace)
+    api_key_revoke(workspace=workspace, api_key_id=api_key.pk)
+    response = _client(f"Bearer {raw}").get(URL)
+    _assert_unauthenticated(response)
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_valid_key_is_accepted_and_records_last_use(workspace):
+    api_key, raw = api_key_create(workspace=workspace)
+    assert api_key.last_used_at is None
+    response = _client(f"Bearer {raw}").get(URL)
+    assert response.status_code == 200
+    api_key.refresh_from_db()
+    assert api_key.last_used_at is not None
+    assert timezone.now() - api_key.last_used_at < timedelta(seconds=30)
+
+
+def test_only_the_hash_of_a_key_is_stored(workspace):
+    api_key, raw = api_key_create(workspace=workspace)
+    stored = ApiKey.objects.filter(pk=api_key.pk).values_list("prefix", "key_hash").get()
+    assert raw not in stored
+    assert raw.startswith(api_key.prefix + "_")
+
+
+def test_sandbox_flag_is_on_the_authenticated_key(workspace):
+    _, raw = api_key_create(workspace=workspace, sandbox=True)
+    request = Request(APIRequestFactory().get(URL, HTTP_AUTHORIZATION=f"Bearer {raw}"))
+    principal, api_key = ApiKeyAuthentication().authenticate(request)
+    assert api_key.sandbox is True
+    assert principal.workspace == workspace
+
+
+def test_revoking_a_key_of_another_workspace_is_not_found(workspace, other_workspace):
+    api_key, _ = api_key_create(workspace=other_workspace)
+    with pytest.raises(errors.NotFound):
+        api_key_revoke(workspace=workspace, api_key_id=api_key.pk)
+    api_key.refresh_from_db()
+    assert api_key.revoked is False
