@@ -1,9 +1,49 @@
+import json
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models import Workspace
 from common.timezones import validate_timezone_name
+
+# Attributes are free-form personalisation data, but every contact row is read at fan-out and render
+# time, so a contact may not carry an unbounded document.
+ATTRIBUTES_MAX_KEYS = 100
+ATTRIBUTE_KEY_MAX_LENGTH = 100
+ATTRIBUTES_MAX_BYTES = 16 * 1024
+
+
+def validate_attributes(value) -> None:
+    """A flat-or-nested JSON object with string keys, bounded in size, without NUL characters
+    (PostgreSQL's jsonb cannot store U+0000)."""
+    if not isinstance(value, dict):
+        raise ValidationError('attributes must be a JSON object, e.g. {"country": "ID"}.')
+    if len(value) > ATTRIBUTES_MAX_KEYS:
+        raise ValidationError(f"attributes may have at most {ATTRIBUTES_MAX_KEYS} keys.")
+    for key in value:
+        if not isinstance(key, str) or not key.strip():
+            raise ValidationError("attributes keys must be non-empty strings.")
+        if len(key) > ATTRIBUTE_KEY_MAX_LENGTH:
+            raise ValidationError(f"attributes key '{key[:20]}…' is longer than {ATTRIBUTE_KEY_MAX_LENGTH}.")
+    if _contains_nul(value):
+        raise ValidationError("attributes may not contain NUL characters.")
+    if len(json.dumps(value, ensure_ascii=False).encode()) > ATTRIBUTES_MAX_BYTES:
+        raise ValidationError(f"attributes may be at most {ATTRIBUTES_MAX_BYTES} bytes as JSON.")
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().lower()
 
 
 class Label(models.Model):
@@ -14,7 +54,9 @@ class Label(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="uniq_label_name_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="uniq_label_name_per_workspace")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -35,10 +77,12 @@ class Contact(models.Model):
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
     timezone = models.CharField(
-        max_length=64, blank=True, validators=[validate_timezone_name],
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone_name],
         help_text="IANA zone; blank means the workspace's default.",
     )
-    attributes = models.JSONField(default=dict, blank=True)
+    attributes = models.JSONField(default=dict, blank=True, validators=[validate_attributes])
     labels = models.ManyToManyField(Label, blank=True, related_name="contacts")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBSCRIBED)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -46,7 +90,9 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["email"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "email"], name="uniq_contact_email_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "email"], name="uniq_contact_email_per_workspace")
+        ]
         indexes = [models.Index(fields=["workspace", "status"], name="contact_ws_status_idx")]
 
     def __str__(self) -> str:
@@ -65,7 +111,9 @@ class Segment(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="uniq_segment_name_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="uniq_segment_name_per_workspace")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -88,7 +136,9 @@ class Suppression(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "email"], name="uniq_suppression_per_workspace")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "email"], name="uniq_suppression_per_workspace")
+        ]
 
     def __str__(self) -> str:
         return self.email

@@ -1,8 +1,11 @@
+from datetime import UTC, datetime
+
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.utils import timezone
 
 from accounts.models import Workspace
-from campaigns.models import Template
+from campaigns.models import Campaign, CampaignRun, Template
 from common import errors
 
 
@@ -25,3 +28,172 @@ def template_name_taken(*, workspace: Workspace, name: str, exclude_id=None) -> 
     if exclude_id is not None:
         queryset = queryset.exclude(pk=exclude_id)
     return queryset.exists()
+
+
+# --- Campaigns ---------------------------------------------------------------------------------------------
+
+
+
+
+READINESS_ORDER = ("subject", "sender_email", "content", "audience")
+
+
+def campaign_list(*, workspace: Workspace) -> QuerySet[Campaign]:
+    return (
+        Campaign.objects.filter(workspace=workspace)
+        .select_related("template", "workspace")
+        .prefetch_related("labels")
+    )
+
+
+def campaign_get(*, workspace: Workspace, campaign_id) -> Campaign:
+    try:
+        campaign = campaign_list(workspace=workspace).filter(pk=campaign_id).first()
+    except (ValueError, DjangoValidationError):
+        campaign = None
+    if campaign is None:
+        raise errors.NotFound("No such campaign in this workspace.")
+    return campaign
+
+
+def campaign_recipients(*, workspace: Workspace, campaign: Campaign) -> QuerySet:
+    """The campaign's sendable recipients now, in one SQL query (DESIGN.md §8)."""
+    from audience.selectors import audience_sendable
+
+    audience = campaign.audience or {}
+    return audience_sendable(
+        workspace=workspace,
+        include_labels=audience.get("include_labels", []),
+        exclude_labels=audience.get("exclude_labels", []),
+        include_segments=audience.get("include_segments", []),
+        exclude_segments=audience.get("exclude_segments", []),
+    )
+
+
+def campaign_effective_content(*, campaign: Campaign) -> dict[str, str]:
+    """Subject, html and text to send: the campaign's own, each falling back to its template's."""
+    template = campaign.template
+    return {
+        "subject": campaign.subject or (template.subject if template else ""),
+        "html": campaign.html or (template.html if template else ""),
+        "text": campaign.text or (template.text if template else ""),
+    }
+
+
+def campaign_readiness(*, workspace: Workspace, campaign: Campaign) -> dict:
+    """{can_send, missing} with `missing` in the order of DESIGN.md §6."""
+    from accounts.selectors import sending_domain_is_verified
+
+    content = campaign_effective_content(campaign=campaign)
+    missing = []
+    if not content["subject"].strip():
+        missing.append("subject")
+    if not campaign.from_email or not sending_domain_is_verified(workspace=workspace, email=campaign.from_email):
+        missing.append("sender_email")
+    if not content["html"].strip() and not content["text"].strip():
+        missing.append("content")
+    audience = campaign.audience or {}
+    has_include = bool(audience.get("include_labels") or audience.get("include_segments"))
+    if not has_include or not campaign_recipients(workspace=workspace, campaign=campaign).exists():
+        missing.append("audience")
+    return {"can_send": not missing, "missing": missing}
+
+
+def campaign_upcoming_runs(*, campaign: Campaign, now: datetime | None = None) -> list[datetime]:
+    from campaigns.scheduling import RecurringConfig, upcoming_runs
+
+    if campaign.status != Campaign.Status.SCHEDULED:
+        return []
+    if campaign.schedule_type == Campaign.ScheduleType.RECURRING and campaign.recurring_config:
+        config = RecurringConfig.from_dict(campaign.recurring_config)
+        return upcoming_runs(config=config, now=now or timezone.now(), anchor=campaign.recurring_anchor)
+    return [campaign.scheduled_at] if campaign.scheduled_at else []
+
+
+def campaign_progress(*, campaign: Campaign) -> dict:
+    """Counters of the campaign's latest run (a recurring campaign shows the run in progress or last)."""
+    run = campaign.runs.order_by("-due_at").first()
+    if run is None:
+        return {"total": 0, "sent": 0, "failed": 0, "pending": 0}
+    ended = run.sent + run.failed + run.skipped
+    return {"total": run.total, "sent": run.sent, "failed": run.failed, "pending": max(run.total - ended, 0)}
+
+
+def campaign_runs(*, workspace: Workspace, campaign_id) -> QuerySet[CampaignRun]:
+    campaign = campaign_get(workspace=workspace, campaign_id=campaign_id)
+    return CampaignRun.objects.filter(workspace=workspace, campaign=campaign).order_by("-due_at")
+
+
+def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size: int = 20) -> dict:
+    """Planned send times: counts per hour (UTC) and a sample of recipients with the reason for each.
+
+    After launch it reads the deliveries the engine wrote; before, it applies the same planning function
+    the fan-out will use to the current audience, grouped by timezone in SQL (one row per zone, not per
+    contact), so it stays cheap for large audiences.
+    """
+    from delivery.models import Delivery
+    from delivery.planning import SendPolicy, local_time_launch_at, plan_send_time
+
+    run = campaign.runs.order_by("-due_at").first()
+    if run is not None and run.total and campaign.status in (Campaign.Status.SENDING, Campaign.Status.PAUSED):
+        deliveries = Delivery.objects.filter(run=run)
+        per_hour: dict[str, int] = {}
+        for row in (
+            deliveries.annotate(hour=_trunc_hour("send_at")).values("hour").annotate(n=Count("id")).order_by("hour")
+        ):
+            per_hour[_iso(row["hour"])] = row["n"]
+        sample = [
+            {"email": d.email, "send_at": _iso(d.send_at), "reason": d.send_reason, "status": d.status}
+            for d in deliveries.order_by("send_at", "id")[:sample_size]
+        ]
+        return {"source": "deliveries", "run_id": str(run.id), "total": run.total, "per_hour": per_hour, "sample": sample}
+
+    occurrence = campaign.next_run_at or timezone.now()
+    if campaign.recipient_local_time and campaign.scheduled_at:
+        occurrence = campaign.scheduled_at
+    upcoming = campaign_upcoming_runs(campaign=campaign)
+    if upcoming:
+        occurrence = upcoming[0]
+    launch_at = occurrence
+    policy = SendPolicy.for_campaign(campaign=campaign, launch_at=launch_at, occurrence=occurrence)
+    if policy.local_date is not None:
+        launch_at = local_time_launch_at(local_date=policy.local_date, wall=policy.local_wall_time, now=timezone.now())
+        policy = SendPolicy.for_campaign(campaign=campaign, launch_at=launch_at, occurrence=occurrence)
+    recipients = campaign_recipients(workspace=workspace, campaign=campaign)
+    per_hour = {}
+    total = 0
+    for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
+        send_at, _ = plan_send_time(policy=policy, contact_timezone=row["timezone"])
+        key = _iso(send_at.replace(minute=0, second=0, microsecond=0))
+        per_hour[key] = per_hour.get(key, 0) + row["n"]
+        total += row["n"]
+    sample = []
+    for contact in recipients.order_by("email").only("email", "timezone")[:sample_size]:
+        send_at, reason = plan_send_time(policy=policy, contact_timezone=contact.timezone)
+        sample.append({"email": contact.email, "send_at": _iso(send_at), "reason": reason})
+    return {
+        "source": "plan",
+        "run_id": None,
+        "total": total,
+        "per_hour": dict(sorted(per_hour.items())),
+        "sample": sample,
+    }
+
+
+def _trunc_hour(field: str):
+    from django.db.models.functions import TruncHour
+
+    return TruncHour(field, tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    from campaigns.scheduling import to_utc_iso
+
+    return to_utc_iso(value) if value else None
+
+
+def campaign_status_counts(*, workspace: Workspace) -> dict[str, int]:
+    rows = Campaign.objects.filter(workspace=workspace).values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+

@@ -1,9 +1,22 @@
-from django.db import IntegrityError, transaction
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from accounts.models import Workspace
-from campaigns.models import Template
+from audience.models import Label, Segment
+from campaigns import errors as campaign_errors
+from campaigns import scheduling
+from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.selectors import campaign_readiness
 from common import errors
 from common.rendering import validate_template
+
+logger = logging.getLogger(__name__)
 
 
 def template_check(*, name: str, subject: str, html: str, text: str) -> None:
@@ -68,3 +81,445 @@ def _template_save(template: Template) -> Template:
             "name", f"A template named '{template.name}' already exists in this workspace."
         ) from None
     return template
+
+
+# --- Campaigns ------------------------------------------------------------------------------------------
+
+# How long a state change waits for another one on the same campaign before answering 409
+# CAMPAIGN_TRANSITION_IN_PROGRESS: long enough that quick requests serialize, short enough to answer promptly.
+CAMPAIGN_LOCK_TIMEOUT_MS = 2000
+
+CONTENT_FIELDS = ("subject", "preheader", "from_name", "from_email", "reply_to", "html", "text")
+AUDIENCE_KEYS = ("include_labels", "exclude_labels", "include_segments", "exclude_segments")
+
+
+def campaign_lock(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
+    """Load a campaign FOR UPDATE inside the caller's transaction. Two transitions of one campaign never
+    interleave; one that cannot get the lock within CAMPAIGN_LOCK_TIMEOUT_MS is a 409."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("campaign_lock must run inside transaction.atomic()")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(CAMPAIGN_LOCK_TIMEOUT_MS)}ms'")
+    try:
+        campaign = (
+            Campaign.objects.select_for_update(of=("self",))
+            .select_related("workspace", "template")
+            .filter(workspace=workspace, pk=campaign_id)
+            .first()
+        )
+    except (ValueError, TypeError):
+        campaign = None
+    except OperationalError as exc:
+        if getattr(getattr(exc, "__cause__", None), "sqlstate", None) == "55P03":  # lock_not_available
+            raise campaign_errors.CampaignTransitionInProgress() from None
+        raise
+    if campaign is None:
+        raise errors.NotFound("No such campaign in this workspace.")
+    return campaign
+
+
+@dataclass(frozen=True)
+class ScheduleRequest:
+    """A parsed schedule body (DESIGN.md §6). Build it with `schedule_parse`."""
+
+    schedule_type: str  # immediate | scheduled | recurring
+    scheduled_at: datetime | None = None
+    timezone_name: str = ""
+    recurring: scheduling.RecurringConfig | None = None
+    anchor: Any = None
+    first_run_at: datetime | None = None
+    send_time_optimization: dict | None = None
+    recipient_local_time: bool = False
+
+
+def schedule_parse(
+    *,
+    schedule_type: str | None = None,
+    scheduled_at: Any = None,
+    timezone_name: str | None = None,
+    recurring_config: Any = None,
+    send_time_optimization: Any = None,
+    recipient_local_time: bool = False,
+    now: datetime | None = None,
+) -> ScheduleRequest:
+    """Validate a schedule body against the time rules of DESIGN.md §5. Raises a 400 naming the field."""
+    now = now or timezone.now()
+    if not schedule_type:
+        if scheduled_at is not None:
+            schedule_type = "scheduled"
+        elif recurring_config is not None:
+            schedule_type = "recurring"
+        else:
+            raise errors.ValidationError.for_field(
+                "schedule_type", "schedule_type is required: immediate, scheduled or recurring."
+            )
+    sto = _parse_sto(send_time_optimization)
+    if schedule_type == "immediate":
+        return ScheduleRequest(schedule_type="immediate")
+    if schedule_type == "scheduled":
+        if recurring_config is not None:
+            raise errors.ValidationError.for_field("recurring_config", "Only a recurring schedule takes recurring_config.")
+        instant = scheduling.parse_instant(value=scheduled_at, timezone_name=timezone_name, now=now)
+        return ScheduleRequest(
+            schedule_type="scheduled",
+            scheduled_at=instant,
+            timezone_name=timezone_name or "",
+            first_run_at=instant,
+            send_time_optimization=sto,
+            recipient_local_time=bool(recipient_local_time),
+        )
+    if schedule_type == "recurring":
+        if scheduled_at is not None:
+            raise errors.ValidationError.for_field(
+                "scheduled_at", "A recurring schedule takes recurring_config, not scheduled_at."
+            )
+        if recurring_config is None:
+            raise errors.ValidationError.for_field("recurring_config", "A recurring schedule needs recurring_config.")
+        config = scheduling.parse_recurring_config(recurring_config, now=now)
+        # "Every 2 weeks" counts from the first run, which is the next matching slot from now (what a user
+        # of an ESP expects), not a full period later: anchor = the local date of the first slot.
+        from dataclasses import replace
+
+        first = scheduling.next_runs(config=replace(config, interval=1), after=now, count=1)
+        anchor = first[0].astimezone(config.zone).date() if first else None
+        runs = scheduling.next_runs(config=config, after=now, count=1, anchor=anchor)
+        if not runs:
+            raise errors.ValidationError.for_field(
+                "recurring_config.end_date", "The schedule has no run before its end_date."
+            )
+        return ScheduleRequest(
+            schedule_type="recurring",
+            recurring=config,
+            anchor=anchor,
+            first_run_at=runs[0],
+            timezone_name=config.time_zone,
+            send_time_optimization=sto,
+            recipient_local_time=bool(recipient_local_time),
+        )
+    raise errors.ValidationError.for_field(
+        "schedule_type", f"'{schedule_type}' is not a schedule type; use immediate, scheduled or recurring."
+    )
+
+
+def _parse_sto(value: Any) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise errors.ValidationError.for_field("send_time_optimization", "send_time_optimization must be an object.")
+    unknown = set(value) - {"window_hours"}
+    if unknown:
+        raise errors.ValidationError(
+            details={f"send_time_optimization.{k}": ["Unknown field."] for k in sorted(unknown)}
+        )
+    hours = value.get("window_hours")
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 72:
+        raise errors.ValidationError.for_field(
+            "send_time_optimization.window_hours", "window_hours must be a whole number of hours from 1 to 72."
+        )
+    return {"window_hours": hours}
+
+
+def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: datetime) -> None:
+    from delivery.planning import local_time_launch_at, local_date_and_wall_time
+
+    campaign.clear_schedule()
+    campaign.schedule_type = request.schedule_type
+    campaign.scheduled_at = request.scheduled_at
+    campaign.schedule_timezone = request.timezone_name
+    campaign.recurring_config = request.recurring.to_dict() if request.recurring else None
+    campaign.recurring_anchor = request.anchor
+    campaign.send_time_optimization = request.send_time_optimization
+    campaign.recipient_local_time = request.recipient_local_time
+    campaign.next_run_at = request.first_run_at
+    if request.recipient_local_time and request.first_run_at:
+        # The run starts when the first zone on Earth reaches the wall time (delivery.planning).
+        local_date, wall = local_date_and_wall_time(campaign=campaign, occurrence=request.first_run_at)
+        campaign.next_run_at = local_time_launch_at(local_date=local_date, wall=wall, now=now)
+
+
+SCHEDULE_FIELDS = [
+    "status", "schedule_type", "scheduled_at", "schedule_timezone", "recurring_config", "recurring_anchor",
+    "next_run_at", "send_time_optimization", "recipient_local_time", "updated_at",
+]
+
+
+def _require_ready(*, workspace: Workspace, campaign: Campaign) -> None:
+    readiness = campaign_readiness(workspace=workspace, campaign=campaign)
+    if not readiness["can_send"]:
+        raise campaign_errors.CampaignNotReady(missing=readiness["missing"])
+
+
+def campaign_schedule(
+    *, workspace: Workspace, campaign_id: UUID | str, request: ScheduleRequest, now: datetime | None = None
+) -> Campaign:
+    """Schedule, reschedule, or (`immediate`) clear the schedule and return to draft."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if request.schedule_type == "immediate":
+            if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.FAILED):
+                raise campaign_errors.CampaignNotSendable(status=campaign.status, action="change its schedule")
+            campaign.clear_schedule()
+            if campaign.status == Campaign.Status.SCHEDULED:
+                campaign.status = Campaign.Status.DRAFT
+            campaign.save(update_fields=SCHEDULE_FIELDS)
+            return campaign
+        if campaign.status not in Campaign.STARTABLE:
+            raise campaign_errors.CampaignNotSendable(status=campaign.status)
+        _require_ready(workspace=workspace, campaign=campaign)
+        _apply_schedule(campaign, request, now=now)
+        campaign.status = Campaign.Status.SCHEDULED
+        campaign.save(update_fields=SCHEDULE_FIELDS)
+    return campaign
+
+
+def campaign_cancel_schedule(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
+    """Return a scheduled campaign to draft. Too late once its run has started (409)."""
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.SCHEDULED:
+            raise campaign_errors.CampaignNotCancellable(status=campaign.status)
+        campaign.clear_schedule()
+        campaign.status = Campaign.Status.DRAFT
+        campaign.save(update_fields=SCHEDULE_FIELDS)
+    return campaign
+
+
+def _start_run(*, campaign: Campaign, trigger: str, due_at: datetime, occurrence: datetime | None = None) -> CampaignRun:
+    """Create the run the delivery engine fans out (campaign already locked by the caller)."""
+    run = CampaignRun.objects.create(
+        workspace_id=campaign.workspace_id,
+        campaign=campaign,
+        trigger=trigger,
+        due_at=due_at,
+        occurrence_at=occurrence or due_at,
+        status=CampaignRun.Status.PENDING,
+    )
+    from delivery.tasks import run_fan_out
+
+    run_id = str(run.id)
+    transaction.on_commit(lambda: run_fan_out.delay(run_id))
+    return run
+
+
+def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
+    """Start sending at once: the campaign is `sending` when this returns and a run is created."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status not in Campaign.STARTABLE:
+            raise campaign_errors.CampaignNotSendable(status=campaign.status)
+        _require_ready(workspace=workspace, campaign=campaign)
+        campaign.clear_schedule()
+        campaign.status = Campaign.Status.SENDING
+        campaign.save(update_fields=SCHEDULE_FIELDS)
+        _start_run(campaign=campaign, trigger="now", due_at=now)
+    return campaign
+
+
+def _check_template_fields(fields: dict) -> None:
+    problems: dict[str, list[str]] = {}
+    if "\r" in fields.get("subject", "") or "\n" in fields.get("subject", ""):
+        problems["subject"] = ["The subject must be a single line."]
+    for name in ("subject", "preheader", "html", "text"):
+        if name in fields:
+            try:
+                validate_template(fields[name] or "", field=name)
+            except errors.ValidationError as exc:
+                problems.setdefault(name, []).extend(exc.details[name])
+    if problems:
+        raise errors.ValidationError(details=problems)
+
+
+def _check_references(*, workspace: Workspace, fields: dict) -> None:
+    """Template, labels and audience ids must be this workspace's; another's is as unknown as a missing one."""
+    problems: dict[str, list[str]] = {}
+    template = fields.get("template")
+    if template is not None and not Template.objects.filter(workspace=workspace, pk=template).exists():
+        problems["template"] = [f"No template {template} in this workspace."]
+    labels = fields.get("labels")
+    if labels:
+        found = set(Label.objects.filter(workspace=workspace, pk__in=labels).values_list("pk", flat=True))
+        unknown = [str(x) for x in labels if x not in found]
+        if unknown:
+            problems["labels"] = [f"Unknown label ids: {', '.join(unknown)}."]
+    audience = fields.get("audience")
+    if audience is not None:
+        for key in ("include_labels", "exclude_labels"):
+            ids = audience.get(key, [])
+            found = set(Label.objects.filter(workspace=workspace, pk__in=ids).values_list("pk", flat=True))
+            unknown = [str(x) for x in ids if x not in found]
+            if unknown:
+                problems[f"audience.{key}"] = [f"Unknown label ids: {', '.join(unknown)}."]
+        for key in ("include_segments", "exclude_segments"):
+            ids = audience.get(key, [])
+            found = set(Segment.objects.filter(workspace=workspace, pk__in=ids).values_list("pk", flat=True))
+            unknown = [str(x) for x in ids if x not in found]
+            if unknown:
+                problems[f"audience.{key}"] = [f"Unknown segment ids: {', '.join(unknown)}."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+
+
+def _assign_fields(campaign: Campaign, fields: dict) -> list[str]:
+    changed = []
+    for name, value in fields.items():
+        if name == "labels":
+            continue
+        if name == "template":
+            campaign.template_id = value
+            changed.append("template")
+        elif name == "audience":
+            campaign.audience = {key: [str(v) for v in value.get(key, [])] for key in AUDIENCE_KEYS}
+            changed.append("audience")
+        elif name == "tracking":
+            campaign.tracking = {**(campaign.tracking or {}), **value}
+            changed.append("tracking")
+        else:
+            setattr(campaign, name, value)
+            changed.append(name)
+    return changed
+
+
+def campaign_create(
+    *, workspace: Workspace, fields: dict, schedule: ScheduleRequest | None = None, now: datetime | None = None
+) -> Campaign:
+    """Create a draft. With a schedule it is scheduled at once when ready; when not ready it stays a draft
+    and the response's readiness says what is missing (the schedule is not kept: a draft has none)."""
+    now = now or timezone.now()
+    _check_template_fields(fields)
+    _check_references(workspace=workspace, fields=fields)
+    with transaction.atomic():
+        campaign = Campaign(workspace=workspace)
+        _assign_fields(campaign, fields)
+        campaign.save()
+        if fields.get("labels"):
+            campaign.labels.set(fields["labels"])
+    if schedule is not None and schedule.schedule_type != "immediate":
+        readiness = campaign_readiness(workspace=workspace, campaign=campaign)
+        if readiness["can_send"]:
+            campaign = campaign_schedule(workspace=workspace, campaign_id=campaign.id, request=schedule, now=now)
+    return campaign
+
+
+def campaign_create_send(*, workspace: Workspace, fields: dict, now: datetime | None = None) -> Campaign:
+    """Create and send in one call; nothing is stored when the campaign is not ready (422)."""
+    _check_template_fields(fields)
+    _check_references(workspace=workspace, fields=fields)
+    with transaction.atomic():
+        campaign = Campaign(workspace=workspace)
+        _assign_fields(campaign, fields)
+        campaign.save()
+        if fields.get("labels"):
+            campaign.labels.set(fields["labels"])
+        return campaign_send_now(workspace=workspace, campaign_id=campaign.id, now=now)
+
+
+def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: dict) -> Campaign:
+    """Edit a draft, scheduled or failed campaign. A scheduled campaign must stay ready (422 otherwise, and
+    nothing changes), because it would otherwise fail at its launch, unseen."""
+    _check_template_fields(fields)
+    _check_references(workspace=workspace, fields=fields)
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status not in Campaign.EDITABLE:
+            raise campaign_errors.CampaignNotEditable(status=campaign.status)
+        changed = _assign_fields(campaign, fields)
+        if campaign.status == Campaign.Status.SCHEDULED:
+            _require_ready(workspace=workspace, campaign=campaign)
+        campaign.save(update_fields=[*changed, "updated_at"] if changed else ["updated_at"])
+        if "labels" in fields:
+            campaign.labels.set(fields["labels"])
+    return campaign
+
+
+def campaign_delete(*, workspace: Workspace, campaign_id: UUID | str) -> None:
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.DRAFT:
+            raise campaign_errors.CampaignNotEditable(
+                status=campaign.status, action="deleted", allowed="draft (cancel a schedule first)"
+            )
+        campaign.delete()
+
+
+def campaign_duplicate(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
+    """A new draft with the same content, audience, tracking and labels, and no schedule."""
+    from campaigns.selectors import campaign_get
+
+    source = campaign_get(workspace=workspace, campaign_id=campaign_id)
+    copy = Campaign(
+        workspace=workspace,
+        name=f"Copy of {source.name}"[:200],
+        template_id=source.template_id,
+        substitution_data=source.substitution_data,
+        category=source.category,
+        audience=source.audience,
+        tracking=source.tracking,
+        **{name: getattr(source, name) for name in CONTENT_FIELDS},
+    )
+    with transaction.atomic():
+        copy.save()
+        copy.labels.set(source.labels.all())
+    return copy
+
+
+def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
+    """Hold a sending campaign: its queued deliveries stay queued until resume."""
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.SENDING:
+            raise campaign_errors.CampaignNotSending(status=campaign.status, action="paused")
+        campaign.status = Campaign.Status.PAUSED
+        campaign.save(update_fields=["status", "updated_at"])
+        CampaignRun.objects.filter(
+            campaign=campaign, status__in=[CampaignRun.Status.SENDING, CampaignRun.Status.FANNING_OUT]
+        ).update(status=CampaignRun.Status.PAUSED)
+    return campaign
+
+
+def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.PAUSED:
+            raise campaign_errors.CampaignNotPaused(status=campaign.status)
+        campaign.status = Campaign.Status.SENDING
+        campaign.save(update_fields=["status", "updated_at"])
+        CampaignRun.objects.filter(campaign=campaign, status=CampaignRun.Status.PAUSED).update(
+            status=CampaignRun.Status.SENDING
+        )
+    from delivery.tasks import dispatch_due
+
+    transaction.on_commit(lambda: dispatch_due.delay())
+    return campaign
+
+
+def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
+    """Cancel the remaining recipients of a sending or paused campaign; what was sent stays sent."""
+    from delivery.models import Delivery
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status not in (Campaign.Status.SENDING, Campaign.Status.PAUSED):
+            raise campaign_errors.CampaignNotSending(status=campaign.status, action="stopped")
+        campaign.status = Campaign.Status.CANCELLED
+        campaign.clear_schedule()
+        campaign.save(update_fields=SCHEDULE_FIELDS)
+        open_runs = CampaignRun.objects.filter(
+            campaign=campaign,
+            status__in=[
+                CampaignRun.Status.PENDING, CampaignRun.Status.FANNING_OUT,
+                CampaignRun.Status.SENDING, CampaignRun.Status.PAUSED,
+            ],
+        )
+        for run in open_runs:
+            cancelled = Delivery.objects.filter(run=run, status=Delivery.Status.QUEUED).update(
+                status=Delivery.Status.CANCELLED, error="campaign stopped"
+            )
+            CampaignRun.objects.filter(pk=run.pk).update(
+                status=CampaignRun.Status.CANCELLED, finished_at=now,
+            )
+            logger.info("Campaign %s stopped: %s deliveries of run %s cancelled", campaign.id, cancelled, run.id)
+    return campaign

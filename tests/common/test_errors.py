@@ -106,7 +106,7 @@ def test_unexpected_error_is_500_envelope_without_traceback(api, monkeypatch):
     def explode(**kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(audience.apis.LabelApi, "list_selector", staticmethod(explode))
+    monkeypatch.setattr(audience.apis.LabelViewSet, "list_selector", staticmethod(explode))
     response = api.get("/api/v1/labels")
     error = assert_envelope(response, 500, "INTERNAL_ERROR")
     assert "secret internals" not in response.content.decode()

@@ -1,0 +1,89 @@
+"""When each recipient of a run gets the message, and why (DESIGN.md §8, §9).
+
+One function decides a recipient's send time for fan-out and for the `send-plan` preview alike, so the
+plan an operator reads is the plan the engine follows.
+
+Recipient local time (like Mailchimp's Timewarp): the campaign names a local date and wall-clock time
+(the one-off instant read in the zone it was scheduled in, or the recurring config's time and zone).
+Each recipient gets it when their own clock shows that time on that date. The run therefore launches
+when the first zone on Earth (UTC+14) reaches it; a recipient whose moment had already passed at launch
+(scheduled less than a day ahead) gets it at that time on the next day rather than at the wrong hour.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from common.timezones import is_valid_timezone
+
+EARLIEST_OFFSET = timezone(timedelta(hours=14))  # Pacific/Kiritimati, the first zone to reach a wall time
+
+
+def local_time_launch_at(*, local_date: date, wall: time, now: datetime) -> datetime:
+    """When a recipient-local-time run must launch so the earliest zone gets it on time."""
+    return max(now, datetime.combine(local_date, wall, tzinfo=EARLIEST_OFFSET))
+
+
+def local_date_and_wall_time(*, campaign, occurrence: datetime) -> tuple[date, time]:
+    """The local date and wall time a campaign occurrence means, in the zone it was scheduled in."""
+    config = campaign.recurring_config or {}
+    zone_name = config.get("time_zone") or campaign.schedule_timezone or campaign.workspace.timezone
+    local = occurrence.astimezone(ZoneInfo(zone_name))
+    return local.date(), local.time().replace(second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """What of a campaign's schedule shapes per-recipient times, frozen at launch."""
+
+    launch_at: datetime
+    workspace_timezone: str
+    local_date: date | None = None  # set for recipient local time
+    local_wall_time: time | None = None
+    sto_window_hours: int | None = None
+
+    @classmethod
+    def for_campaign(cls, *, campaign, launch_at: datetime, occurrence: datetime | None = None) -> "SendPolicy":
+        """`occurrence` is the instant the schedule named (for local time, in the scheduling zone)."""
+        sto = campaign.send_time_optimization or {}
+        local_date = wall = None
+        if campaign.recipient_local_time and occurrence is not None:
+            local_date, wall = local_date_and_wall_time(campaign=campaign, occurrence=occurrence)
+        return cls(
+            launch_at=launch_at,
+            workspace_timezone=campaign.workspace.timezone,
+            local_date=local_date,
+            local_wall_time=wall,
+            sto_window_hours=sto.get("window_hours"),
+        )
+
+
+def plan_send_time(*, policy: SendPolicy, contact_timezone: str) -> tuple[datetime, str]:
+    """(send_at, reason) for one recipient."""
+    if policy.sto_window_hours:
+        # The scorer of DESIGN.md §9 plugs in here; with no open history the answer is the window start.
+        return policy.launch_at, (
+            f"send time optimization ({policy.sto_window_hours}h window): no open history, window start"
+        )
+    if policy.local_date is not None and policy.local_wall_time is not None:
+        own = bool(contact_timezone) and is_valid_timezone(contact_timezone)
+        zone_name = contact_timezone if own else policy.workspace_timezone
+        send_at, next_day = _local_instant(policy, zone_name)
+        reason = f"recipient local time {policy.local_wall_time:%H:%M} in {zone_name}"
+        reason += " (contact's timezone)" if own else " (workspace default timezone)"
+        if next_day:
+            reason += "; that moment had passed at launch, so the next day"
+        return send_at, reason
+    return policy.launch_at, "campaign launch time"
+
+
+def _local_instant(policy: SendPolicy, zone_name: str) -> tuple[datetime, bool]:
+    from campaigns.scheduling import local_wall_time_to_utc
+
+    zone = ZoneInfo(zone_name)
+    wall = datetime.combine(policy.local_date, policy.local_wall_time)
+    instant = local_wall_time_to_utc(local=wall, zone=zone, on_gap="shift")
+    if instant >= policy.launch_at:
+        return instant, False
+    wall += timedelta(days=1)
+    return local_wall_time_to_utc(local=wall, zone=zone, on_gap="shift"), True
