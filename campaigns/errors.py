@@ -20,7 +20,9 @@ class CampaignNotCancellable(ApplicationError):
 
     def __init__(self, *, status: str):
         hint = " It has started sending: pause or stop it instead." if status in ("sending", "paused") else ""
-        super().__init__(f"Only a scheduled campaign can be cancelled; this one is '{status}'.{hint}", {"status": status})
+        super().__init__(
+            f"Only a scheduled campaign can be cancelled; this one is '{status}'.{hint}", {"status": status}
+        )
 
 
 class CampaignNotEditable(ApplicationError):

@@ -82,6 +82,9 @@ class Campaign(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     send_time_optimization = models.JSONField(null=True, blank=True)
     recipient_local_time = models.BooleanField(default=False)
+    # Set by the dispatcher when it has enqueued the launch task for `next_run_at`, so the next tick does
+    # not enqueue it again; a launch task lost with Redis is re-enqueued once this is old enough.
+    launch_enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -110,6 +113,7 @@ class Campaign(models.Model):
         self.next_run_at = None
         self.send_time_optimization = None
         self.recipient_local_time = False
+        self.launch_enqueued_at = None
 
 
 class CampaignRun(models.Model):
@@ -132,6 +136,9 @@ class CampaignRun(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     trigger = models.CharField(max_length=16, choices=[("now", "Send now"), ("schedule", "Schedule")])
     due_at = models.DateTimeField(help_text="When this run was due to launch.")
+    occurrence_at = models.DateTimeField(
+        null=True, blank=True, help_text="The instant the schedule named (differs from due_at for local-time runs)."
+    )
     launched_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     total = models.PositiveIntegerField(default=0)

@@ -33,16 +33,12 @@ def template_name_taken(*, workspace: Workspace, name: str, exclude_id=None) -> 
 # --- Campaigns ---------------------------------------------------------------------------------------------
 
 
-
-
 READINESS_ORDER = ("subject", "sender_email", "content", "audience")
 
 
 def campaign_list(*, workspace: Workspace) -> QuerySet[Campaign]:
     return (
-        Campaign.objects.filter(workspace=workspace)
-        .select_related("template", "workspace")
-        .prefetch_related("labels")
+        Campaign.objects.filter(workspace=workspace).select_related("template", "workspace").prefetch_related("labels")
     )
 
 
@@ -146,7 +142,13 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
             {"email": d.email, "send_at": _iso(d.send_at), "reason": d.send_reason, "status": d.status}
             for d in deliveries.order_by("send_at", "id")[:sample_size]
         ]
-        return {"source": "deliveries", "run_id": str(run.id), "total": run.total, "per_hour": per_hour, "sample": sample}
+        return {
+            "source": "deliveries",
+            "run_id": str(run.id),
+            "total": run.total,
+            "per_hour": per_hour,
+            "sample": sample,
+        }
 
     occurrence = campaign.next_run_at or timezone.now()
     if campaign.recipient_local_time and campaign.scheduled_at:
@@ -195,5 +197,3 @@ def _iso(value: datetime | None) -> str | None:
 def campaign_status_counts(*, workspace: Workspace) -> dict[str, int]:
     rows = Campaign.objects.filter(workspace=workspace).values("status").annotate(n=Count("id"))
     return {row["status"]: row["n"] for row in rows}
-
-

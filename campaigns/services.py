@@ -1,6 +1,6 @@
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -159,7 +159,9 @@ def schedule_parse(
         return ScheduleRequest(schedule_type="immediate")
     if schedule_type == "scheduled":
         if recurring_config is not None:
-            raise errors.ValidationError.for_field("recurring_config", "Only a recurring schedule takes recurring_config.")
+            raise errors.ValidationError.for_field(
+                "recurring_config", "Only a recurring schedule takes recurring_config."
+            )
         instant = scheduling.parse_instant(value=scheduled_at, timezone_name=timezone_name, now=now)
         return ScheduleRequest(
             schedule_type="scheduled",
@@ -221,7 +223,7 @@ def _parse_sto(value: Any) -> dict | None:
 
 
 def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: datetime) -> None:
-    from delivery.planning import local_time_launch_at, local_date_and_wall_time
+    from delivery.planning import local_date_and_wall_time, local_time_launch_at
 
     campaign.clear_schedule()
     campaign.schedule_type = request.schedule_type
@@ -239,8 +241,17 @@ def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: dateti
 
 
 SCHEDULE_FIELDS = [
-    "status", "schedule_type", "scheduled_at", "schedule_timezone", "recurring_config", "recurring_anchor",
-    "next_run_at", "send_time_optimization", "recipient_local_time", "updated_at",
+    "status",
+    "schedule_type",
+    "scheduled_at",
+    "schedule_timezone",
+    "recurring_config",
+    "recurring_anchor",
+    "next_run_at",
+    "launch_enqueued_at",
+    "send_time_optimization",
+    "recipient_local_time",
+    "updated_at",
 ]
 
 
@@ -286,7 +297,9 @@ def campaign_cancel_schedule(*, workspace: Workspace, campaign_id: UUID | str) -
     return campaign
 
 
-def _start_run(*, campaign: Campaign, trigger: str, due_at: datetime, occurrence: datetime | None = None) -> CampaignRun:
+def _start_run(
+    *, campaign: Campaign, trigger: str, due_at: datetime, occurrence: datetime | None = None
+) -> CampaignRun:
     """Create the run the delivery engine fans out (campaign already locked by the caller)."""
     run = CampaignRun.objects.create(
         workspace_id=campaign.workspace_id,
@@ -510,8 +523,10 @@ def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetim
         open_runs = CampaignRun.objects.filter(
             campaign=campaign,
             status__in=[
-                CampaignRun.Status.PENDING, CampaignRun.Status.FANNING_OUT,
-                CampaignRun.Status.SENDING, CampaignRun.Status.PAUSED,
+                CampaignRun.Status.PENDING,
+                CampaignRun.Status.FANNING_OUT,
+                CampaignRun.Status.SENDING,
+                CampaignRun.Status.PAUSED,
             ],
         )
         for run in open_runs:
@@ -519,7 +534,115 @@ def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetim
                 status=Delivery.Status.CANCELLED, error="campaign stopped"
             )
             CampaignRun.objects.filter(pk=run.pk).update(
-                status=CampaignRun.Status.CANCELLED, finished_at=now,
+                status=CampaignRun.Status.CANCELLED,
+                finished_at=now,
             )
             logger.info("Campaign %s stopped: %s deliveries of run %s cancelled", campaign.id, cancelled, run.id)
     return campaign
+
+
+def campaign_launch(*, campaign_id: UUID | str, due_at: datetime, now: datetime | None = None) -> CampaignRun | None:
+    """Launch a scheduled campaign at its instant (the dispatcher's launch task calls this).
+
+    Under the row lock: a campaign still `scheduled` for exactly `due_at` moves to `sending` and gets a
+    run; anything else (cancelled or rescheduled meanwhile, launched already by a twin task, not yet due)
+    returns None and changes nothing, so the task is safe to run twice. A cancel that took the lock
+    first wins; one that comes after gets 409. A recurring campaign stores its next run now and returns to
+    `scheduled` when this run ends (`campaign_run_finished`).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        campaign = (
+            Campaign.objects.select_for_update(of=("self",)).select_related("workspace").filter(pk=campaign_id).first()
+        )
+        if campaign is None or campaign.status != Campaign.Status.SCHEDULED or campaign.next_run_at != due_at:
+            return None
+        if due_at > now:
+            return None
+        occurrence = _occurrence_for(campaign, due_at)
+        run = _start_run(campaign=campaign, trigger="schedule", due_at=due_at, occurrence=occurrence)
+        campaign.status = Campaign.Status.SENDING
+        if campaign.schedule_type == Campaign.ScheduleType.RECURRING:
+            campaign.next_run_at = _next_recurring_launch(campaign, after=occurrence, now=now)
+        else:
+            campaign.next_run_at = None
+        campaign.launch_enqueued_at = None
+        campaign.save(update_fields=["status", "next_run_at", "launch_enqueued_at", "updated_at"])
+    return run
+
+
+def _occurrence_for(campaign: Campaign, due_at: datetime) -> datetime:
+    """The schedule instant a launch stands for: for local-time runs the launch is earlier (delivery.planning)."""
+    if not campaign.recipient_local_time:
+        return due_at
+    if campaign.schedule_type == Campaign.ScheduleType.RECURRING:
+        config = scheduling.RecurringConfig.from_dict(campaign.recurring_config)
+        runs = scheduling.next_runs(
+            config=config, after=due_at - timedelta(seconds=1), count=1, anchor=campaign.recurring_anchor
+        )
+        return runs[0] if runs else due_at
+    return campaign.scheduled_at or due_at
+
+
+def _next_recurring_launch(campaign: Campaign, *, after: datetime, now: datetime) -> datetime | None:
+    from delivery.planning import local_date_and_wall_time, local_time_launch_at
+
+    config = scheduling.RecurringConfig.from_dict(campaign.recurring_config)
+    runs = scheduling.next_runs(config=config, after=max(after, now), count=1, anchor=campaign.recurring_anchor)
+    if not runs:
+        return None
+    if campaign.recipient_local_time:
+        local_date, wall = local_date_and_wall_time(campaign=campaign, occurrence=runs[0])
+        return local_time_launch_at(local_date=local_date, wall=wall, now=now)
+    return runs[0]
+
+
+def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) -> bool:
+    """Close a run whose deliveries have all ended, and move its campaign on: a recurring campaign with a
+    next run returns to `scheduled`, any other to `sent`. Guarded by status, so calling it twice (or for a
+    stopped run) changes nothing. Returns whether this call closed the run."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        closed = CampaignRun.objects.filter(
+            pk=run_id, status__in=[CampaignRun.Status.SENDING, CampaignRun.Status.FANNING_OUT]
+        ).update(status=CampaignRun.Status.SENT, finished_at=now)
+        if not closed:
+            return False
+        run = CampaignRun.objects.select_related("campaign").get(pk=run_id)
+        campaign = Campaign.objects.select_for_update().get(pk=run.campaign_id)
+        if campaign.status != Campaign.Status.SENDING:
+            return True
+        still_open = (
+            CampaignRun.objects.filter(campaign=campaign)
+            .exclude(
+                status__in=[
+                    CampaignRun.Status.SENT,
+                    CampaignRun.Status.CANCELLED,
+                    CampaignRun.Status.FAILED,
+                    CampaignRun.Status.MISSED,
+                ]
+            )
+            .exists()
+        )
+        if still_open:
+            return True
+        campaign.status = Campaign.Status.SCHEDULED if campaign.next_run_at else Campaign.Status.SENT
+        campaign.save(update_fields=["status", "updated_at"])
+    return True
+
+
+def campaign_run_failed(*, run_id: UUID | str, reason: str, now: datetime | None = None) -> bool:
+    """A launch that failed outright (the audience query broke, the campaign could not render): the run is
+    `failed` and so is the campaign, which can be started again (DESIGN.md §6)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        failed = CampaignRun.objects.filter(
+            pk=run_id, status__in=[CampaignRun.Status.PENDING, CampaignRun.Status.FANNING_OUT]
+        ).update(status=CampaignRun.Status.FAILED, finished_at=now, failure_reason=reason[:500])
+        if not failed:
+            return False
+        run = CampaignRun.objects.get(pk=run_id)
+        Campaign.objects.filter(pk=run.campaign_id, status=Campaign.Status.SENDING).update(
+            status=Campaign.Status.FAILED, updated_at=now
+        )
+    return True
