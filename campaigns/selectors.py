@@ -197,3 +197,44 @@ def _iso(value: datetime | None) -> str | None:
 def campaign_status_counts(*, workspace: Workspace) -> dict[str, int]:
     rows = Campaign.objects.filter(workspace=workspace).values("status").annotate(n=Count("id"))
     return {row["status"]: row["n"] for row in rows}
+
+
+SAMPLE_CONTACT = {
+    "email": "jane.doe@example.com",
+    "first_name": "Jane",
+    "last_name": "Doe",
+    "timezone": "UTC",
+    "attributes": {},
+}
+
+
+def campaign_preview(*, workspace: Workspace, campaign: Campaign, contact_id=None) -> dict:
+    """Subject, html and text rendered for one contact of the workspace (or sample data), with the same
+    renderer and context the send path uses."""
+    from audience.models import Contact
+    from common.rendering import contact_context, render
+
+    contact = None
+    if contact_id:
+        try:
+            contact = Contact.objects.select_related("workspace").filter(workspace=workspace, pk=contact_id).first()
+        except (ValueError, DjangoValidationError):
+            contact = None
+        if contact is None:
+            raise errors.ValidationError.for_field("contact_id", "No contact with this id in this workspace.")
+    if contact is not None:
+        context = contact_context(contact, campaign.substitution_data or {})
+    else:
+        context = {**(campaign.substitution_data or {}), **SAMPLE_CONTACT}
+    content = campaign_effective_content(campaign=campaign)
+    return {
+        "contact_id": contact.pk if contact else None,
+        "email": contact.email if contact else SAMPLE_CONTACT["email"],
+        "subject": render(content["subject"], context, html=False),
+        "html": render(content["html"], context, html=True),
+        "text": render(content["text"], context, html=False),
+    }
+
+
+def campaign_recipient_count(*, workspace: Workspace, campaign: Campaign) -> int:
+    return campaign_recipients(workspace=workspace, campaign=campaign).count()

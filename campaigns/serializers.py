@@ -1,6 +1,8 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from campaigns.models import Template
+from campaigns.models import CampaignRun, Template
+from campaigns.selectors import campaign_progress, campaign_readiness, campaign_upcoming_runs
 from common.serializers import StrictInputSerializer, reject_nul
 
 
@@ -15,4 +17,225 @@ class TemplateOutput(serializers.ModelSerializer):
     class Meta:
         model = Template
         fields = ["id", "name", "subject", "html", "text", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+# --- Campaigns ------------------------------------------------------------------------------------------
+
+
+class AudienceInput(StrictInputSerializer):
+    include_labels = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    exclude_labels = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    include_segments = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    exclude_segments = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+
+
+class TrackingInput(StrictInputSerializer):
+    opens = serializers.BooleanField(required=False)
+    clicks = serializers.BooleanField(required=False)
+
+
+def _object(value):
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Must be an object.")
+    return reject_nul(value)
+
+
+class ScheduleInput(StrictInputSerializer):
+    """The schedule body of DESIGN.md §6. `scheduled_at` is text on purpose: DRF's DateTimeField would
+    attach the server's zone to a naive value, the very guess §5 forbids; campaigns.scheduling parses it."""
+
+    schedule_type = serializers.CharField(required=False)
+    scheduled_at = serializers.CharField(required=False, allow_null=True)
+    timezone = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    recurring_config = serializers.JSONField(required=False, allow_null=True)
+    send_time_optimization = serializers.JSONField(required=False, allow_null=True)
+    recipient_local_time = serializers.BooleanField(required=False, default=False)
+
+    def to_schedule_kwargs(self) -> dict:
+        data = self.validated_data
+        return {
+            "schedule_type": data.get("schedule_type"),
+            "scheduled_at": data.get("scheduled_at"),
+            "timezone_name": data.get("timezone"),
+            "recurring_config": data.get("recurring_config"),
+            "send_time_optimization": data.get("send_time_optimization"),
+            "recipient_local_time": data.get("recipient_local_time", False),
+        }
+
+
+class CampaignInput(StrictInputSerializer):
+    """Writable campaign fields. status, counters, schedule bookkeeping and workspace are not among them."""
+
+    name = serializers.CharField(max_length=200, validators=[reject_nul])
+    subject = serializers.CharField(max_length=998, required=False, allow_blank=True, validators=[reject_nul])
+    preheader = serializers.CharField(max_length=255, required=False, allow_blank=True, validators=[reject_nul])
+    from_name = serializers.CharField(max_length=200, required=False, allow_blank=True, validators=[reject_nul])
+    from_email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    reply_to = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    html = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, validators=[reject_nul])
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, validators=[reject_nul])
+    template = serializers.UUIDField(required=False, allow_null=True)
+    substitution_data = serializers.JSONField(required=False, validators=[_object])
+    category = serializers.CharField(max_length=100, required=False, allow_blank=True, validators=[reject_nul])
+    labels = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    audience = AudienceInput(required=False)
+    tracking = TrackingInput(required=False)
+
+    def validate_from_email(self, value: str) -> str:
+        return value.strip().lower()
+
+
+class CampaignCreateInput(CampaignInput):
+    """Create also takes a schedule: `scheduled_at` (+ `timezone`) at the top level, or a full `schedule`."""
+
+    scheduled_at = serializers.CharField(required=False, allow_null=True)
+    timezone = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    schedule = ScheduleInput(required=False, allow_null=True)
+
+    def pop_schedule_kwargs(self) -> dict | None:
+        data = self.validated_data
+        scheduled_at = data.pop("scheduled_at", None)
+        zone = data.pop("timezone", None)
+        schedule = data.pop("schedule", None)
+        if schedule is not None and scheduled_at is not None:
+            raise serializers.ValidationError({"scheduled_at": ["Give scheduled_at or schedule, not both."]})
+        if schedule is not None:
+            return {
+                "schedule_type": schedule.get("schedule_type"),
+                "scheduled_at": schedule.get("scheduled_at"),
+                "timezone_name": schedule.get("timezone"),
+                "recurring_config": schedule.get("recurring_config"),
+                "send_time_optimization": schedule.get("send_time_optimization"),
+                "recipient_local_time": schedule.get("recipient_local_time", False),
+            }
+        if scheduled_at is not None:
+            return {"schedule_type": "scheduled", "scheduled_at": scheduled_at, "timezone_name": zone}
+        return None
+
+
+class ReadinessOutput(serializers.Serializer):
+    can_send = serializers.BooleanField()
+    missing = serializers.ListField(child=serializers.CharField())
+
+
+class ProgressOutput(serializers.Serializer):
+    total = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    pending = serializers.IntegerField()
+
+
+class ScheduleOutput(serializers.Serializer):
+    schedule_type = serializers.CharField()
+    scheduled_at = serializers.DateTimeField(allow_null=True)
+    timezone = serializers.CharField(allow_blank=True)
+    recurring_config = serializers.JSONField(allow_null=True)
+    send_time_optimization = serializers.JSONField(allow_null=True)
+    recipient_local_time = serializers.BooleanField()
+
+
+class CampaignOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    subject = serializers.CharField()
+    preheader = serializers.CharField()
+    from_name = serializers.CharField()
+    from_email = serializers.CharField()
+    reply_to = serializers.CharField()
+    html = serializers.CharField()
+    text = serializers.CharField()
+    template = serializers.UUIDField(source="template_id", allow_null=True)
+    substitution_data = serializers.JSONField()
+    category = serializers.CharField()
+    labels = serializers.SerializerMethodField()
+    audience = serializers.JSONField()
+    tracking = serializers.JSONField()
+    schedule = serializers.SerializerMethodField()
+    scheduled_at = serializers.DateTimeField(allow_null=True)
+    next_run_at = serializers.DateTimeField(allow_null=True)
+    upcoming_runs = serializers.SerializerMethodField()
+    readiness = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_labels(self, campaign) -> list[str]:
+        return [str(label.pk) for label in campaign.labels.all()]
+
+    @extend_schema_field(ScheduleOutput(allow_null=True))
+    def get_schedule(self, campaign):
+        if not campaign.schedule_type:
+            return None
+        return ScheduleOutput(
+            {
+                "schedule_type": campaign.schedule_type,
+                "scheduled_at": campaign.scheduled_at,
+                "timezone": campaign.schedule_timezone,
+                "recurring_config": campaign.recurring_config,
+                "send_time_optimization": campaign.send_time_optimization,
+                "recipient_local_time": campaign.recipient_local_time,
+            }
+        ).data
+
+    @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
+    def get_upcoming_runs(self, campaign) -> list[str]:
+        field = serializers.DateTimeField()
+        return [field.to_representation(run) for run in campaign_upcoming_runs(campaign=campaign)]
+
+    @extend_schema_field(ReadinessOutput)
+    def get_readiness(self, campaign):
+        return campaign_readiness(workspace=campaign.workspace, campaign=campaign)
+
+    @extend_schema_field(ProgressOutput)
+    def get_progress(self, campaign):
+        return campaign_progress(campaign=campaign)
+
+
+class CountOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+
+
+class PreviewOutput(serializers.Serializer):
+    contact_id = serializers.UUIDField(allow_null=True)
+    email = serializers.EmailField()
+    subject = serializers.CharField()
+    html = serializers.CharField()
+    text = serializers.CharField()
+
+
+class SendPlanRecipient(serializers.Serializer):
+    email = serializers.EmailField()
+    send_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+    status = serializers.CharField(required=False)
+
+
+class SendPlanOutput(serializers.Serializer):
+    source = serializers.ChoiceField(choices=["plan", "deliveries"])
+    run_id = serializers.UUIDField(allow_null=True)
+    total = serializers.IntegerField()
+    per_hour = serializers.DictField(child=serializers.IntegerField())
+    sample = SendPlanRecipient(many=True)
+
+
+class CampaignRunOutput(serializers.ModelSerializer):
+    class Meta:
+        model = CampaignRun
+        fields = [
+            "id",
+            "status",
+            "trigger",
+            "due_at",
+            "occurrence_at",
+            "launched_at",
+            "finished_at",
+            "total",
+            "sent",
+            "failed",
+            "skipped",
+            "failure_reason",
+            "created_at",
+        ]
         read_only_fields = fields

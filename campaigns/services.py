@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -85,22 +86,18 @@ def _template_save(template: Template) -> Template:
 
 # --- Campaigns ------------------------------------------------------------------------------------------
 
-# How long a state change waits for another one on the same campaign before answering 409
-# CAMPAIGN_TRANSITION_IN_PROGRESS: long enough that quick requests serialize, short enough to answer promptly.
-CAMPAIGN_LOCK_TIMEOUT_MS = 2000
-
 CONTENT_FIELDS = ("subject", "preheader", "from_name", "from_email", "reply_to", "html", "text")
 AUDIENCE_KEYS = ("include_labels", "exclude_labels", "include_segments", "exclude_segments")
 
 
 def campaign_lock(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     """Load a campaign FOR UPDATE inside the caller's transaction. Two transitions of one campaign never
-    interleave; one that cannot get the lock within CAMPAIGN_LOCK_TIMEOUT_MS is a 409."""
+    interleave; one that cannot get the lock within settings.CAMPAIGN_LOCK_TIMEOUT_MS is a 409."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("campaign_lock must run inside transaction.atomic()")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{int(CAMPAIGN_LOCK_TIMEOUT_MS)}ms'")
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(settings.CAMPAIGN_LOCK_TIMEOUT_MS)}ms'")
     try:
         campaign = (
             Campaign.objects.select_for_update(of=("self",))
@@ -309,11 +306,15 @@ def _start_run(
         occurrence_at=occurrence or due_at,
         status=CampaignRun.Status.PENDING,
     )
-    from delivery.tasks import run_fan_out
-
     run_id = str(run.id)
-    transaction.on_commit(lambda: run_fan_out.delay(run_id))
+    transaction.on_commit(lambda: _enqueue_fan_out(run_id))
     return run
+
+
+def _enqueue_fan_out(run_id: str) -> None:
+    from delivery.tasks import run_fan_out  # imported late: delivery imports campaigns
+
+    run_fan_out.delay(run_id)
 
 
 def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
@@ -502,10 +503,15 @@ def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaig
         CampaignRun.objects.filter(campaign=campaign, status=CampaignRun.Status.PAUSED).update(
             status=CampaignRun.Status.SENDING
         )
+    # Queued deliveries go out on the next dispatcher tick anyway; this only saves the wait.
+    transaction.on_commit(_enqueue_dispatch)
+    return campaign
+
+
+def _enqueue_dispatch() -> None:
     from delivery.tasks import dispatch_due
 
-    transaction.on_commit(lambda: dispatch_due.delay())
-    return campaign
+    dispatch_due.delay()
 
 
 def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:

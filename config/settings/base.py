@@ -164,7 +164,42 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Proves beat and a default worker are alive (shown by /readyz).",
     },
+    "delivery: dispatch due": {
+        "task": "delivery.tasks.dispatch_due",
+        "every_seconds": int(os.environ.get("DELIVERY_DISPATCH_EVERY_SECONDS", "2")),
+        "queue": "default",
+        "description": "Launches due campaigns and enqueues due deliveries within the horizon (DESIGN.md §8).",
+    },
+    "delivery: reap leases": {
+        "task": "delivery.tasks.reap_leases",
+        "every_seconds": int(os.environ.get("DELIVERY_REAP_EVERY_SECONDS", "15")),
+        "queue": "default",
+        "description": "Returns deliveries of dead workers to the queue and closes finished runs.",
+    },
 }
+
+# --- Delivery engine: the dispatcher and its crash safety (docs/decisions/011) -----------------------
+# Deliveries per send_batch task, and how far apart the send times in one batch may be (its ETA is the
+# latest of them, so nobody gets mail early).
+DELIVERY_BATCH_SIZE = int(os.environ.get("DELIVERY_BATCH_SIZE", "500"))
+DELIVERY_BATCH_SPREAD_SECONDS = int(os.environ.get("DELIVERY_BATCH_SPREAD_SECONDS", "5"))
+# At most this many deliveries are enqueued per tick, and fewer while the bulk queue already holds
+# DELIVERY_BULK_QUEUE_MAX_BATCHES waiting tasks (backpressure: the schedule stays in the database).
+DELIVERY_DISPATCH_MAX_PER_TICK = int(os.environ.get("DELIVERY_DISPATCH_MAX_PER_TICK", "20000"))
+DELIVERY_BULK_QUEUE_MAX_BATCHES = int(os.environ.get("DELIVERY_BULK_QUEUE_MAX_BATCHES", "40"))
+# A delivery, launch or fan-out enqueued this long ago and still not picked up is enqueued again (its
+# task was lost with Redis). Duplicates are harmless: every task re-checks its rows' state.
+DELIVERY_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_REENQUEUE_AFTER_SECONDS", "120"))
+DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS", "120"))
+DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS", "60"))
+# Contacts read and Delivery rows written per round trip of the fan-out.
+DELIVERY_FANOUT_CHUNK_SIZE = int(os.environ.get("DELIVERY_FANOUT_CHUNK_SIZE", "5000"))
+# A claim's lease (delivery.services): longer than a batch may run (CELERY_TASK_TIME_LIMIT).
+DELIVERY_LEASE_SECONDS = int(os.environ.get("DELIVERY_LEASE_SECONDS", "660"))
+# What the reaper does with the message a dead worker had in flight: "retry" sends it again (the
+# recipient may get it twice; the row is flagged possible_duplicate) or "uncertain" ends it unsent-or-not,
+# flagged, for a person to judge. Marketing mail defaults to retry: a rare duplicate beats a silent loss.
+DELIVERY_LEASE_EXPIRED_POLICY = os.environ.get("DELIVERY_LEASE_EXPIRED_POLICY", "retry")
 
 # --- API ----------------------------------------------------------------------------------------------
 # Largest request body the API accepts; beyond it a 413 PAYLOAD_TOO_LARGE envelope (DESIGN.md §4).
@@ -189,7 +224,6 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "6000/min")},
     "DEFAULT_THROTTLE_CLASSES": ["accounts.authentication.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
-    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
     "COERCE_DECIMAL_TO_STRING": False,
     "STRICT_JSON": True,
 }
@@ -233,4 +267,7 @@ LOGGING = {
 }
 
 CONTACT_IMPORT_CHUNK_SIZE = 1000
+# How long a campaign state change waits for another one on the same campaign before answering 409
+# CAMPAIGN_TRANSITION_IN_PROGRESS: long enough that quick requests serialize, short enough to answer promptly.
+CAMPAIGN_LOCK_TIMEOUT_MS = int(os.environ.get("CAMPAIGN_LOCK_TIMEOUT_MS", "2000"))
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)

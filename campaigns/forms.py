@@ -1,0 +1,284 @@
+"""Admin forms for campaigns. They parse what an operator typed and hand it to the same services the API
+calls; every refusal of a service comes back as an error on the form, never as a server error."""
+
+from datetime import datetime
+from uuid import UUID
+from zoneinfo import available_timezones
+
+from django import forms
+
+from campaigns import services
+from campaigns.models import Campaign, default_audience
+from common import errors
+
+WEEKDAYS = [(1, "Mon"), (2, "Tue"), (3, "Wed"), (4, "Thu"), (5, "Fri"), (6, "Sat"), (7, "Sun")]
+
+
+def error_text(exc: errors.ApplicationError) -> str:
+    """One line for an admin message: the API's error code first, so operators and integrators talk about
+    the same thing (e.g. "CAMPAIGN_NOT_CANCELLABLE: Only a scheduled campaign ...")."""
+    text = f"{exc.code}: {exc.message}"
+    if isinstance(exc, errors.ValidationError) and exc.details:
+        text += " (" + "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.details.items()) + ")"
+    return text
+
+
+def add_service_error(form: forms.Form, exc: errors.ApplicationError, field_map: dict | None = None) -> None:
+    """Put a service's error on the form: a ValidationError on the fields it names (`audience.include_labels`
+    lands on `audience`), anything else (409, 422) as a form-wide error with its code."""
+    if not isinstance(exc, errors.ValidationError) or not exc.details:
+        form.add_error(None, error_text(exc))
+        return
+    field_map = field_map or {}
+    for key, messages in exc.details.items():
+        field = field_map.get(key, key.split(".")[0])
+        target = field if field in form.fields else None
+        for message in messages:
+            # Keep the service's key in the text when it is more precise than the field it lands on.
+            form.add_error(target, message if key == target else f"{key}: {message}")
+
+
+def timezone_choices() -> list[tuple[str, str]]:
+    zones = sorted(available_timezones() - {"UTC"})
+    return [("UTC", "UTC"), *[(zone, zone) for zone in zones]]
+
+
+class CampaignForm(forms.ModelForm):
+    """Add and change form. The service is the only writer and the only judge of the rules (template syntax,
+    ids of this workspace, a scheduled campaign must stay ready, status must be editable), so it is called as
+    the last step of validation: a refusal becomes an error on the page the operator typed into, and the
+    admin's request transaction still wraps the write. `save()` returns the campaign the service stored."""
+
+    audience = forms.JSONField(
+        required=False,
+        help_text='{"include_labels": [label ids], "exclude_labels": [...], "include_segments": [segment ids], '
+        '"exclude_segments": [...]}',
+    )
+    tracking = forms.JSONField(required=False, help_text='{"opens": true, "clicks": true}')
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "workspace", "name", "category", "labels", "subject", "preheader", "from_name", "from_email",
+            "reply_to", "template", "html", "text", "audience", "tracking",
+        ]
+
+    # Fields the services take, in the shape they take them (see `_service_value`).
+    SERVICE_FIELDS = (
+        "name", "category", "labels", "subject", "preheader", "from_name", "from_email", "reply_to",
+        "template", "html", "text", "audience", "tracking",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # On the change page the workspace is fixed: offer only its templates and labels.
+            workspace = self.instance.workspace
+            if "template" in self.fields:
+                self.fields["template"].queryset = self.fields["template"].queryset.filter(workspace=workspace)
+            if "labels" in self.fields:
+                self.fields["labels"].queryset = self.fields["labels"].queryset.filter(workspace=workspace)
+        self.campaign: Campaign | None = None
+
+    def clean_audience(self):
+        value = self.cleaned_data.get("audience")
+        if value in (None, "", {}):
+            return default_audience()
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The audience must be a JSON object, e.g. {\"include_labels\": [\"<id>\"]}.")
+        unknown = sorted(set(value) - set(services.AUDIENCE_KEYS))
+        if unknown:
+            raise forms.ValidationError(
+                f"Unknown audience keys: {', '.join(unknown)}; use {', '.join(services.AUDIENCE_KEYS)}."
+            )
+        audience = {}
+        for key in services.AUDIENCE_KEYS:
+            ids = value.get(key) or []
+            if not isinstance(ids, list):
+                raise forms.ValidationError(f"audience.{key} must be a list of ids.")
+            try:
+                audience[key] = [str(UUID(str(item))) for item in ids]
+            except ValueError:
+                raise forms.ValidationError(f"audience.{key} must contain ids (UUIDs).") from None
+        return audience
+
+    def clean_tracking(self):
+        value = self.cleaned_data.get("tracking")
+        if value in (None, "", {}):
+            return {"opens": True, "clicks": True}
+        if not isinstance(value, dict) or set(value) - {"opens", "clicks"}:
+            raise forms.ValidationError('Tracking must be a JSON object with "opens" and/or "clicks".')
+        if not all(isinstance(flag, bool) for flag in value.values()):
+            raise forms.ValidationError("Tracking flags must be true or false.")
+        return value
+
+    def _service_value(self, name: str):
+        value = self.cleaned_data.get(name)
+        if name == "template":
+            return value.pk if value is not None else None
+        if name == "labels":
+            return [label.pk for label in value]
+        if name == "audience":
+            return {key: [UUID(item) for item in ids] for key, ids in value.items()}
+        if name == "name":
+            return value.strip()
+        return value if value is not None else ""
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            if self.instance._state.adding:
+                fields = {name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields}
+                self.campaign = services.campaign_create(workspace=self.cleaned_data["workspace"], fields=fields)
+            else:
+                changed = [name for name in self.SERVICE_FIELDS if name in self.changed_data]
+                if not changed:
+                    self.campaign = self.instance
+                    return
+                self.campaign = services.campaign_update(
+                    workspace=self.instance.workspace,
+                    campaign_id=self.instance.pk,
+                    fields={name: self._service_value(name) for name in changed},
+                )
+        except errors.ApplicationError as exc:
+            add_service_error(self, exc)
+
+    def save(self, commit=True):
+        if self.errors or self.campaign is None:
+            raise ValueError("The campaign could not be saved because the form did not validate.")
+        return self.campaign
+
+    def save_m2m(self):
+        """Labels were set by the service."""
+
+
+class ScheduleForm(forms.Form):
+    """Schedule or reschedule: once at a wall-clock date and time in an IANA zone, or recurring. The time
+    rules (past instants, DST gaps, recurring config shape) are the service's `schedule_parse`."""
+
+    schedule_type = forms.ChoiceField(
+        choices=[("scheduled", "Once, at a date and time"), ("recurring", "Recurring")],
+        initial="scheduled",
+        widget=forms.RadioSelect,
+    )
+    date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="For once.")
+    time = forms.TimeField(
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="Wall-clock time in the time zone below (24-hour).",
+    )
+    timezone = forms.ChoiceField(choices=timezone_choices, initial="UTC", label="Time zone")
+    frequency = forms.ChoiceField(
+        required=False,
+        choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
+        help_text="For recurring.",
+    )
+    interval = forms.IntegerField(required=False, min_value=1, initial=1, help_text="Every N days, weeks or months.")
+    days_of_week = forms.TypedMultipleChoiceField(
+        required=False, choices=WEEKDAYS, coerce=int, widget=forms.CheckboxSelectMultiple, help_text="For weekly."
+    )
+    day_of_month = forms.IntegerField(
+        required=False, min_value=1, max_value=31, help_text="For monthly; a shorter month sends on its last day."
+    )
+    end_date = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Last day (inclusive); optional."
+    )
+    sto_window_hours = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=72,
+        label="Send Time Optimization window (hours)",
+        help_text="Optional: send each recipient at their best hour within this window.",
+    )
+    recipient_local_time = forms.BooleanField(
+        required=False, label="Recipient's local time", help_text="Deliver at this wall-clock time in each recipient's zone."
+    )
+
+    WHEN_FIELDS = ("schedule_type", "date", "time", "timezone")
+    RECURRING_FIELDS = ("frequency", "interval", "days_of_week", "day_of_month", "end_date")
+    OPTION_FIELDS = ("sto_window_hours", "recipient_local_time")
+
+    # The service's error keys, and the field of this form that each lands on.
+    FIELD_MAP = {
+        "scheduled_at": "date",
+        "timezone": "timezone",
+        "recurring_config": None,
+        "recurring_config.frequency": "frequency",
+        "recurring_config.interval": "interval",
+        "recurring_config.days_of_week": "days_of_week",
+        "recurring_config.day_of_month": "day_of_month",
+        "recurring_config.time": "time",
+        "recurring_config.time_zone": "timezone",
+        "recurring_config.end_date": "end_date",
+        "send_time_optimization.window_hours": "sto_window_hours",
+    }
+
+    @classmethod
+    def initial_for(cls, campaign: Campaign) -> dict:
+        """Pre-fill with the campaign's current schedule, so that rescheduling starts from it."""
+        config = campaign.recurring_config or {}
+        initial = {"timezone": campaign.schedule_timezone or campaign.workspace.timezone or "UTC"}
+        if campaign.schedule_type == Campaign.ScheduleType.RECURRING and config:
+            initial.update(
+                schedule_type="recurring",
+                frequency=config.get("frequency"),
+                interval=config.get("interval") or 1,
+                days_of_week=config.get("days_of_week") or [],
+                day_of_month=config.get("day_of_month"),
+                time=config.get("time"),
+                end_date=config.get("end_date"),
+            )
+        elif campaign.scheduled_at:
+            from zoneinfo import ZoneInfo
+
+            local = campaign.scheduled_at.astimezone(ZoneInfo(initial["timezone"]))
+            initial.update(schedule_type="scheduled", date=local.date(), time=local.strftime("%H:%M"))
+        if campaign.send_time_optimization:
+            initial["sto_window_hours"] = campaign.send_time_optimization.get("window_hours")
+        initial["recipient_local_time"] = campaign.recipient_local_time
+        return initial
+
+    def groups(self) -> list[tuple[str, list]]:
+        return [
+            ("When", [self[name] for name in self.WHEN_FIELDS]),
+            ("Recurring", [self[name] for name in self.RECURRING_FIELDS]),
+            ("Options", [self[name] for name in self.OPTION_FIELDS]),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        self.schedule_request = None
+        if self.errors:
+            return data
+        kwargs = {"recipient_local_time": data.get("recipient_local_time", False)}
+        if data.get("sto_window_hours"):
+            kwargs["send_time_optimization"] = {"window_hours": data["sto_window_hours"]}
+        wall_time = data.get("time")
+        if data["schedule_type"] == "scheduled":
+            if data.get("date") is None or wall_time is None:
+                self.add_error("date" if data.get("date") is None else "time", "Give a date and a time.")
+                return data
+            # A naive wall-clock time plus the zone: the service resolves it (and refuses DST gaps).
+            kwargs.update(
+                schedule_type="scheduled",
+                scheduled_at=datetime.combine(data["date"], wall_time).isoformat(),
+                timezone_name=data["timezone"],
+            )
+        else:
+            config = {"frequency": data.get("frequency") or None, "interval": data.get("interval") or 1,
+                      "time": wall_time.strftime("%H:%M") if wall_time else None, "time_zone": data["timezone"]}
+            # Only what the operator filled in: the service says when a field does not fit the frequency.
+            if data.get("days_of_week"):
+                config["days_of_week"] = data["days_of_week"]
+            if data.get("day_of_month"):
+                config["day_of_month"] = data["day_of_month"]
+            if data.get("end_date"):
+                config["end_date"] = data["end_date"].isoformat()
+            kwargs.update(schedule_type="recurring", recurring_config=config)
+        try:
+            self.schedule_request = services.schedule_parse(**kwargs)
+        except errors.ApplicationError as exc:
+            add_service_error(self, exc, field_map=self.FIELD_MAP)
+        return data

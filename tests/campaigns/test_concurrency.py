@@ -1,0 +1,151 @@
+"""Concurrent state changes of one campaign on real PostgreSQL: each transition has one winner and the
+campaign ends in one consistent state."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+
+from campaigns import services
+from campaigns.errors import CampaignTransitionInProgress
+from campaigns.models import Campaign, CampaignRun
+from common.errors import ApplicationError
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+THREADS = 20
+
+
+def run_concurrently(calls):
+    """Start every call at the same instant (a barrier), each in its own thread and DB connection.
+    Returns [(kind, "ok" | error code)]."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def worker(index, kind, call):
+        try:
+            barrier.wait()
+            call()
+            results[index] = (kind, "ok")
+        except ApplicationError as exc:
+            results[index] = (kind, exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i, kind, call)) for i, (kind, call) in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def future(minutes: int) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+def schedule_call(campaign, minutes):
+    def call():
+        request = services.schedule_parse(scheduled_at=future(minutes))
+        services.campaign_schedule(workspace=campaign.workspace, campaign_id=campaign.id, request=request)
+
+    return call
+
+
+def assert_consistent(campaign: Campaign) -> None:
+    campaign.refresh_from_db()
+    if campaign.status == Campaign.Status.SCHEDULED:
+        assert campaign.next_run_at is not None and campaign.schedule_type == "scheduled"
+    elif campaign.status == Campaign.Status.DRAFT:
+        assert campaign.next_run_at is None and campaign.schedule_type == ""
+    elif campaign.status == Campaign.Status.SENDING:
+        assert campaign.next_run_at is None
+        assert CampaignRun.objects.filter(campaign=campaign).count() == 1
+
+
+def test_twenty_simultaneous_sends_have_one_winner(ready_campaign):
+    calls = [
+        ("send", lambda: services.campaign_send_now(workspace=ready_campaign.workspace, campaign_id=ready_campaign.id))
+    ] * THREADS
+    results = run_concurrently(calls)
+    assert [r for r in results if r[1] == "ok"] == [("send", "ok")]
+    assert {code for _, code in results} <= {"ok", "CAMPAIGN_NOT_SENDABLE", "CAMPAIGN_TRANSITION_IN_PROGRESS"}
+    assert CampaignRun.objects.filter(campaign=ready_campaign).count() == 1
+    assert_consistent(ready_campaign)
+
+
+def test_simultaneous_schedule_cancel_and_send_leave_one_consistent_state(ready_campaign):
+    request = services.schedule_parse(scheduled_at=future(30))
+    services.campaign_schedule(workspace=ready_campaign.workspace, campaign_id=ready_campaign.id, request=request)
+    ws, cid = ready_campaign.workspace, ready_campaign.id
+    calls = []
+    for i in range(THREADS):
+        if i % 3 == 0:
+            calls.append(("cancel", lambda: services.campaign_cancel_schedule(workspace=ws, campaign_id=cid)))
+        elif i % 3 == 1:
+            calls.append(("schedule", schedule_call(ready_campaign, 60 + i)))
+        else:
+            calls.append(("send", lambda: services.campaign_send_now(workspace=ws, campaign_id=cid)))
+    results = run_concurrently(calls)
+
+    ok = [kind for kind, code in results if code == "ok"]
+    sends = ok.count("send")
+    assert sends <= 1
+    assert CampaignRun.objects.filter(campaign=ready_campaign).count() == sends
+    # A cancel wins only against a scheduled campaign: never more cancels than schedules (+ the initial one).
+    assert ok.count("cancel") <= ok.count("schedule") + 1
+    assert_consistent(ready_campaign)
+    if sends:
+        assert ready_campaign.status == Campaign.Status.SENDING
+    assert {code for _, code in results} <= {
+        "ok", "CAMPAIGN_NOT_SENDABLE", "CAMPAIGN_NOT_CANCELLABLE", "CAMPAIGN_TRANSITION_IN_PROGRESS",
+    }
+
+
+def test_a_change_that_cannot_get_the_lock_promptly_is_409(ready_campaign, settings):
+    settings.CAMPAIGN_LOCK_TIMEOUT_MS = 200
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_lock():
+        with transaction.atomic():
+            Campaign.objects.select_for_update().get(pk=ready_campaign.pk)
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    holding.wait(10)
+    try:
+        with pytest.raises(CampaignTransitionInProgress):
+            services.campaign_send_now(workspace=ready_campaign.workspace, campaign_id=ready_campaign.id)
+    finally:
+        release.set()
+        holder.join()
+    ready_campaign.refresh_from_db()
+    assert ready_campaign.status == Campaign.Status.DRAFT
+
+
+def test_transition_in_progress_is_a_409_envelope_over_the_api(api, ready_campaign, settings):
+    settings.CAMPAIGN_LOCK_TIMEOUT_MS = 200
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        with transaction.atomic():
+            Campaign.objects.select_for_update().get(pk=ready_campaign.pk)
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    holding.wait(10)
+    try:
+        response = api.post(f"/api/v1/campaigns/{ready_campaign.id}/cancel-schedule")
+    finally:
+        release.set()
+        holder.join()
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "CAMPAIGN_TRANSITION_IN_PROGRESS"
