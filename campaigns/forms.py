@@ -193,7 +193,9 @@ class ScheduleForm(forms.Form):
         help_text="Optional: send each recipient at their best hour within this window.",
     )
     recipient_local_time = forms.BooleanField(
-        required=False, label="Recipient's local time", help_text="Deliver at this wall-clock time in each recipient's zone."
+        required=False,
+        label="Recipient's local time",
+        help_text="Deliver at this wall-clock time in each recipient's zone.",
     )
 
     WHEN_FIELDS = ("schedule_type", "date", "time", "timezone")

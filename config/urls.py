@@ -17,6 +17,7 @@ urlpatterns = [
     path("readyz", common_views.readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    path("t/", include("delivery.urls")),
 ]
 
 admin.site.site_header = "mailsched"

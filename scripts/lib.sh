@@ -15,6 +15,8 @@ ensure_python_env() {
     fi
     log "Installing Python dependencies from uv.lock"
     python3 -m uv sync --frozen --quiet "$@"
+    export PATH="$ROOT/.venv/bin:$PATH"
+    export VIRTUAL_ENV="$ROOT/.venv"
 }
 
 redis_answers() {

@@ -1,10 +1,12 @@
 """All factories in one place (factory_boy)."""
 
 import factory
+from django.utils import timezone
 
 from accounts.models import ApiKey, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
-from campaigns.models import Template
+from campaigns.models import Campaign, CampaignRun, Template
+from delivery.models import Delivery
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -87,3 +89,40 @@ class TemplateFactory(factory.django.DjangoModelFactory):
     subject = "Hello {{ first_name }}"
     html = "<p>Hello {{ first_name }}</p>"
     text = "Hello {{ first_name }}"
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    name = factory.Sequence(lambda n: f"campaign-{n}")
+    status = Campaign.Status.DRAFT
+    subject = "Hello {{ first_name }}"
+    from_name = "News"
+    from_email = "news@mail.example.com"
+    html = "<p>Hello {{ first_name }}</p>"
+    text = "Hello {{ first_name }}"
+
+
+class CampaignRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CampaignRun
+
+    campaign = factory.SubFactory(CampaignFactory, status=Campaign.Status.SENDING)
+    workspace = factory.SelfAttribute("campaign.workspace")
+    status = CampaignRun.Status.SENDING
+    trigger = "now"
+    due_at = factory.LazyFunction(timezone.now)
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Delivery
+
+    run = factory.SubFactory(CampaignRunFactory)
+    campaign = factory.SelfAttribute("run.campaign")
+    workspace = factory.SelfAttribute("run.workspace")
+    contact = factory.SubFactory(ContactFactory, workspace=factory.SelfAttribute("..workspace"))
+    email = factory.SelfAttribute("contact.email")
+    send_at = factory.LazyFunction(timezone.now)

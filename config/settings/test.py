@@ -14,6 +14,11 @@ MEDIA_ROOT = DATA_DIR / "test-media"
 WHITENOISE_USE_FINDERS = True
 os.makedirs(DATA_DIR / "static", exist_ok=True)
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+if os.environ.get("TEST_EMAIL_URL"):
+    # The worker subprocesses of the end-to-end tests send over real SMTP to the test's sink.
+    from common.email_url import email_settings_from_url  # noqa: E402
+
+    globals().update(email_settings_from_url(os.environ["TEST_EMAIL_URL"]))
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
