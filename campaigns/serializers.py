@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from audience.serializers import CountOutput  # noqa: F401 - one component for {"count": n}
 from campaigns.models import CampaignRun, Template
 from campaigns.selectors import campaign_progress, campaign_readiness, campaign_upcoming_runs
 from common.serializers import StrictInputSerializer, reject_nul
@@ -191,10 +192,6 @@ class CampaignOutput(serializers.Serializer):
     @extend_schema_field(ProgressOutput)
     def get_progress(self, campaign):
         return campaign_progress(campaign=campaign)
-
-
-class CountOutput(serializers.Serializer):
-    count = serializers.IntegerField()
 
 
 class PreviewOutput(serializers.Serializer):

@@ -244,7 +244,13 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"BearerAuth": {"type": "http", "scheme": "bearer"}},
     },
     "SECURITY": [{"BearerAuth": []}],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "ContactStatusEnum": "audience.models.Contact.Status",
+        "SuppressionReasonEnum": "audience.models.Suppression.Reason",
+        "ContactImportStatusEnum": "audience.models.ContactImport.Status",
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "CampaignRunStatusEnum": "campaigns.models.CampaignRun.Status",
+    },
 }
 
 # --- Email --------------------------------------------------------------------------------------------
