@@ -1,0 +1,145 @@
+"""Signed tracking tokens and the HTML changes that carry them (DESIGN.md §10).
+
+Tokens are django.core.signing signatures (HMAC-SHA256 with SECRET_KEY), salted per purpose so that an
+open token can never be replayed as an unsubscribe or click token. They do not expire: an unsubscribe
+link must keep working in a message read a year later. The separator is "." so that a token is also a
+valid dot-atom local part (`unsubscribe+TOKEN@domain` in List-Unsubscribe's mailto) and needs no escaping
+in a URL path.
+
+A click token signs the destination URL itself together with the delivery id, so the click endpoint
+redirects only to a URL that was in that message: no lookup, no stored link table, and a tampered or
+invented URL fails the signature (the endpoint is not an open redirect).
+"""
+
+import html
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+
+OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
+_SIGNERS = {
+    purpose: signing.Signer(salt=f"mailsched.delivery.{purpose}", sep=".")
+    for purpose in (OPEN, CLICK, UNSUBSCRIBE)
+}
+
+
+class BadToken(Exception):
+    pass
+
+
+def make_token(purpose: str, payload) -> str:
+    return _SIGNERS[purpose].sign_object(payload)
+
+
+def read_token(purpose: str, token: str):
+    try:
+        return _SIGNERS[purpose].unsign_object(token)
+    except (signing.BadSignature, ValueError, UnicodeDecodeError) as exc:
+        raise BadToken(str(exc)) from None
+
+
+def read_delivery_id(purpose: str, token: str) -> int:
+    payload = read_token(purpose, token)
+    if not isinstance(payload, int) or isinstance(payload, bool):
+        raise BadToken("not a delivery token")
+    return payload
+
+
+def read_click(token: str) -> tuple[int, str]:
+    payload = read_token(CLICK, token)
+    if not (
+        isinstance(payload, list)
+        and len(payload) == 2
+        and isinstance(payload[0], int)
+        and isinstance(payload[1], str)
+        and _is_web_url(payload[1])
+    ):
+        raise BadToken("not a click token")
+    return payload[0], payload[1]
+
+
+def _is_web_url(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def open_url(delivery_id: int) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/t/o/{make_token(OPEN, delivery_id)}.gif"
+
+
+def click_url(delivery_id: int, url: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/t/c/{make_token(CLICK, [delivery_id, url])}"
+
+
+@dataclass(frozen=True)
+class UnsubscribeLinks:
+    url: str
+    mailto: str
+
+    @property
+    def header(self) -> str:
+        """List-Unsubscribe (RFC 2369) with the https link first: RFC 8058 one-click needs it."""
+        return f"<{self.url}>, <mailto:{self.mailto}>"
+
+
+def unsubscribe_links(delivery_id: int, from_domain: str) -> UnsubscribeLinks:
+    token = make_token(UNSUBSCRIBE, delivery_id)
+    return UnsubscribeLinks(
+        url=f"{settings.PUBLIC_BASE_URL}/t/u/{token}",
+        mailto=f"unsubscribe+{token}@{from_domain}",
+    )
+
+
+# href="..." or href='...' of <a> and <area> tags with an http(s) URL. Anything else (mailto:, tel:,
+# anchors, merge tags that rendered to nothing) is left alone.
+_HREF = re.compile(
+    r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)(["'])\s*(https?://[^"'<>]*?)\s*\2""",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def rewrite_links(body: str, delivery_id: int) -> str:
+    """Point every http(s) link of an HTML body at the click endpoint. Links to our own tracking
+    endpoints (the unsubscribe link a template may include) stay as they are."""
+    own = f"{settings.PUBLIC_BASE_URL}/t/"
+
+    def replace(match: re.Match) -> str:
+        url = html.unescape(match.group(3))
+        if url.startswith(own):
+            return match.group(0)
+        return f"{match.group(1)}{match.group(2)}{click_url(delivery_id, url)}{match.group(2)}"
+
+    return _HREF.sub(replace, body)
+
+
+_BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
+
+# Hidden in every client we know of, but read by the inbox list as the first text of the message.
+PREHEADER_HTML = (
+    '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;'
+    'overflow:hidden;mso-hide:all;">{}</div>'
+)
+PIXEL_HTML = (
+    '<img src="{}" width="1" height="1" alt="" style="display:block;border:0;height:1px;width:1px;" />'
+)
+
+
+def add_preheader(body: str, preheader_html: str) -> str:
+    """Insert the (already escaped) preheader as hidden text right after <body>, or at the very top."""
+    block = PREHEADER_HTML.format(preheader_html)
+    match = _BODY_OPEN.search(body)
+    if match:
+        return body[: match.end()] + block + body[match.end() :]
+    return block + body
+
+
+def add_open_pixel(body: str, delivery_id: int) -> str:
+    """Append the 1x1 open pixel at the end of the body (before </body> when there is one)."""
+    pixel = PIXEL_HTML.format(open_url(delivery_id))
+    matches = list(_BODY_CLOSE.finditer(body))
+    if matches:
+        at = matches[-1].start()
+        return body[:at] + pixel + body[at:]
+    return body + pixel

@@ -1,0 +1,188 @@
+"""The /t/ endpoints (open pixel, click redirect, unsubscribe) and the token and HTML helpers."""
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from audience.models import Contact, Suppression
+from delivery import tracking
+from delivery.models import Delivery, DeliveryEvent
+from delivery.services import delivery_send_batch
+from tests.factories import CampaignRunFactory, DeliveryFactory
+
+URL = "https://shop.example.com/sale?a=1&b=2"
+
+
+@pytest.fixture
+def client():
+    # enforce_csrf_checks: mailbox providers POST one-click unsubscribes with no CSRF token.
+    return Client(enforce_csrf_checks=True, HTTP_USER_AGENT="TestMail/1.0")
+
+
+@pytest.fixture
+def delivery(run):
+    return DeliveryFactory(run=run, status="sent")
+
+
+def path_of(url: str) -> str:
+    return url.split("://", 1)[1].split("/", 1)[1].join(["/", ""])
+
+
+def forged(token: str) -> str:
+    payload, signature = token.split(".")
+    return f"{payload}.{signature[:-2]}{'AA' if not signature.endswith('AA') else 'BB'}"
+
+
+# --- open pixel -----------------------------------------------------------------------------------------
+
+
+def test_open_pixel_is_a_gif_and_stamps_the_first_open(client, delivery):
+    response = client.get(path_of(tracking.open_url(delivery.id)))
+    delivery.refresh_from_db()
+    assert response.status_code == 200 and response["Content-Type"] == "image/gif"
+    assert response.content.startswith(b"GIF89a")
+    assert delivery.opened_at is not None
+
+
+def test_every_open_is_an_event_but_opened_at_keeps_the_first(client, delivery):
+    client.get(path_of(tracking.open_url(delivery.id)))
+    first = Delivery.objects.get(pk=delivery.pk).opened_at
+    client.get(path_of(tracking.open_url(delivery.id)))
+    events = DeliveryEvent.objects.filter(delivery=delivery, kind="opened")
+    assert Delivery.objects.get(pk=delivery.pk).opened_at == first
+    assert events.count() == 2
+    assert events.first().user_agent == "TestMail/1.0"
+
+
+def test_forged_open_token_is_404_and_records_nothing(client, delivery):
+    token = tracking.make_token(tracking.OPEN, delivery.id)
+    response = client.get(f"/t/o/{forged(token)}.gif")
+    assert response.status_code == 404
+    assert Delivery.objects.get(pk=delivery.pk).opened_at is None
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_unsubscribe_token_is_not_accepted_as_an_open_token(client, delivery):
+    token = tracking.make_token(tracking.UNSUBSCRIBE, delivery.id)
+    assert client.get(f"/t/o/{token}.gif").status_code == 404
+
+
+# --- click ----------------------------------------------------------------------------------------------
+
+
+def test_click_redirects_to_the_signed_url_and_records_it(client, delivery):
+    response = client.get(path_of(tracking.click_url(delivery.id, URL)))
+    delivery.refresh_from_db()
+    assert response.status_code == 302 and response["Location"] == URL
+    assert delivery.clicked_at is not None and delivery.opened_at is not None
+    assert DeliveryEvent.objects.get(delivery=delivery, kind="clicked").url == URL
+
+
+def test_link_of_a_sent_message_leads_to_its_original_url(client, make_deliveries, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    [sent] = make_deliveries(1)
+    delivery_send_batch(delivery_ids=[sent.id])
+    html = mail.outbox[0].alternatives[0][0]
+    link = html.split('<a href="', 1)[1].split('"', 1)[0]
+    assert client.get(path_of(link))["Location"] == URL
+
+
+def test_click_with_a_tampered_url_is_404_and_changes_nothing(client, delivery):
+    token = tracking.make_token(tracking.CLICK, [delivery.id, URL])
+    payload, signature = token.split(".")
+    other = (
+        tracking._SIGNERS[tracking.CLICK]
+        .sign_object([delivery.id, "https://evil.example.net/"])
+        .split(".")[0]
+    )
+    response = client.get(f"/t/c/{other}.{signature}")
+    delivery.refresh_from_db()
+    assert response.status_code == 404
+    assert delivery.clicked_at is None and not DeliveryEvent.objects.exists()
+
+
+def test_click_with_a_forged_signature_is_404(client, delivery):
+    token = tracking.make_token(tracking.CLICK, [delivery.id, URL])
+    assert client.get(f"/t/c/{forged(token)}").status_code == 404
+
+
+def test_signed_non_web_url_is_not_redirected_to(client, delivery):
+    token = tracking.make_token(tracking.CLICK, [delivery.id, "javascript:alert(1)"])
+    assert client.get(f"/t/c/{token}").status_code == 404
+
+
+# --- unsubscribe ----------------------------------------------------------------------------------------
+
+
+def unsubscribe_path(delivery) -> str:
+    return path_of(tracking.unsubscribe_links(delivery.id, "mail.example.com").url)
+
+
+def test_unsubscribe_get_shows_a_confirm_form_and_changes_nothing(client, delivery):
+    response = client.get(unsubscribe_path(delivery))
+    assert response.status_code == 200
+    assert b'<form method="post"' in response.content
+    assert Contact.objects.get(pk=delivery.contact_id).status == "subscribed"
+    assert not Suppression.objects.exists() and not DeliveryEvent.objects.exists()
+
+
+def test_one_click_post_unsubscribes_and_suppresses(client, delivery):
+    response = client.post(
+        unsubscribe_path(delivery),
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    assert Contact.objects.get(pk=delivery.contact_id).status == "unsubscribed"
+    assert Suppression.objects.get(email=delivery.email).reason == "unsubscribed"
+    assert DeliveryEvent.objects.get(delivery=delivery).kind == "unsubscribed"
+
+
+def test_confirm_form_post_unsubscribes(client, delivery):
+    response = client.post(unsubscribe_path(delivery), data={"confirm": "1"})
+    assert response.status_code == 200 and b"unsubscribed" in response.content
+    assert Contact.objects.get(pk=delivery.contact_id).status == "unsubscribed"
+
+
+def test_unsubscribing_twice_records_one_event(client, delivery):
+    client.post(unsubscribe_path(delivery), data={"confirm": "1"})
+    client.post(unsubscribe_path(delivery), data={"confirm": "1"})
+    assert DeliveryEvent.objects.filter(kind="unsubscribed").count() == 1
+
+
+def test_forged_unsubscribe_post_is_404_and_changes_nothing(client, delivery):
+    token = tracking.make_token(tracking.UNSUBSCRIBE, delivery.id)
+    response = client.post(
+        f"/t/u/{forged(token)}",
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 404
+    assert Contact.objects.get(pk=delivery.contact_id).status == "subscribed"
+    assert not Suppression.objects.exists()
+
+
+def test_unsubscribed_contact_gets_no_later_message(client, delivery, campaign, sink):
+    client.post(unsubscribe_path(delivery), data={"confirm": "1"})
+    later = DeliveryFactory(run=CampaignRunFactory(campaign=campaign), contact=delivery.contact)
+    delivery_send_batch(delivery_ids=[later.id])
+    assert sink.messages == []
+
+
+# --- HTML helpers ---------------------------------------------------------------------------------------
+
+
+def test_rewrite_links_leaves_mailto_anchors_and_own_links(settings):
+    own = f"{settings.PUBLIC_BASE_URL}/t/u/abc"
+    body = (
+        f'<a href="mailto:x@y.z">m</a><a href="#top">t</a><a href="{own}">u</a><a href=\'http://a.b/c\'>w</a>'
+    )
+    rewritten = tracking.rewrite_links(body, 7)
+    assert 'href="mailto:x@y.z"' in rewritten and 'href="#top"' in rewritten and f'href="{own}"' in rewritten
+    assert f"href='{tracking.click_url(7, 'http://a.b/c')}'" in rewritten
+
+
+def test_unsubscribe_token_is_a_valid_mailto_local_part():
+    links = tracking.unsubscribe_links(123, "mail.example.com")
+    local = links.mailto.split("@")[0]
+    assert all(ch.isalnum() or ch in "+-_." for ch in local) and ".." not in local
