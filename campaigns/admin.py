@@ -344,8 +344,7 @@ class CampaignAdmin(admin.ModelAdmin):
         hours = list(plan["per_hour"].items())
         shown = format_html_join(", ", "{}: {}", ((hour.replace("T", " ")[:16] + "Z", n) for hour, n in hours[:6]))
         more = f" and {len(hours) - 6} more hours" if len(hours) > 6 else ""
-        return format_html("{} recipients{}{}{}", plan["total"], format_html(" - by hour: ") if hours else "",
-                           shown, more)
+        return format_html("{} recipient(s){}{}{}", plan["total"], " - by hour: " if hours else "", shown, more)
 
     # --- Object actions (buttons on the change page) ------------------------------------------------------
 

@@ -19,7 +19,11 @@ def error_text(exc: errors.ApplicationError) -> str:
     the same thing (e.g. "CAMPAIGN_NOT_CANCELLABLE: Only a scheduled campaign ...")."""
     text = f"{exc.code}: {exc.message}"
     if isinstance(exc, errors.ValidationError) and exc.details:
-        text += " (" + "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.details.items()) + ")"
+        text += (
+            " ("
+            + "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.details.items())
+            + ")"
+        )
     return text
 
 
@@ -59,23 +63,48 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = [
-            "workspace", "name", "category", "labels", "subject", "preheader", "from_name", "from_email",
-            "reply_to", "template", "html", "text", "audience", "tracking",
+            "workspace",
+            "name",
+            "category",
+            "labels",
+            "subject",
+            "preheader",
+            "from_name",
+            "from_email",
+            "reply_to",
+            "template",
+            "html",
+            "text",
+            "audience",
+            "tracking",
         ]
 
     # Fields the services take, in the shape they take them (see `_service_value`).
     SERVICE_FIELDS = (
-        "name", "category", "labels", "subject", "preheader", "from_name", "from_email", "reply_to",
-        "template", "html", "text", "audience", "tracking",
+        "name",
+        "category",
+        "labels",
+        "subject",
+        "preheader",
+        "from_name",
+        "from_email",
+        "reply_to",
+        "template",
+        "html",
+        "text",
+        "audience",
+        "tracking",
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        if not self.instance._state.adding:  # (pk is no test: the UUID default sets it on add too)
             # On the change page the workspace is fixed: offer only its templates and labels.
             workspace = self.instance.workspace
             if "template" in self.fields:
-                self.fields["template"].queryset = self.fields["template"].queryset.filter(workspace=workspace)
+                self.fields["template"].queryset = self.fields["template"].queryset.filter(
+                    workspace=workspace
+                )
             if "labels" in self.fields:
                 self.fields["labels"].queryset = self.fields["labels"].queryset.filter(workspace=workspace)
         self.campaign: Campaign | None = None
@@ -85,7 +114,9 @@ class CampaignForm(forms.ModelForm):
         if value in (None, "", {}):
             return default_audience()
         if not isinstance(value, dict):
-            raise forms.ValidationError("The audience must be a JSON object, e.g. {\"include_labels\": [\"<id>\"]}.")
+            raise forms.ValidationError(
+                'The audience must be a JSON object, e.g. {"include_labels": ["<id>"]}.'
+            )
         unknown = sorted(set(value) - set(services.AUDIENCE_KEYS))
         if unknown:
             raise forms.ValidationError(
@@ -130,8 +161,12 @@ class CampaignForm(forms.ModelForm):
             return
         try:
             if self.instance._state.adding:
-                fields = {name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields}
-                self.campaign = services.campaign_create(workspace=self.cleaned_data["workspace"], fields=fields)
+                fields = {
+                    name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields
+                }
+                self.campaign = services.campaign_create(
+                    workspace=self.cleaned_data["workspace"], fields=fields
+                )
             else:
                 changed = [name for name in self.SERVICE_FIELDS if name in self.changed_data]
                 if not changed:
@@ -163,11 +198,13 @@ class ScheduleForm(forms.Form):
         initial="scheduled",
         widget=forms.RadioSelect,
     )
-    date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="For once.")
+    date = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="For once."
+    )
     time = forms.TimeField(
         required=False,
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-        help_text="Wall-clock time in the time zone below (24-hour).",
+        help_text="Wall-clock time in the time zone below.",
     )
     timezone = forms.ChoiceField(choices=timezone_choices, initial="UTC", label="Time zone")
     frequency = forms.ChoiceField(
@@ -175,15 +212,26 @@ class ScheduleForm(forms.Form):
         choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
         help_text="For recurring.",
     )
-    interval = forms.IntegerField(required=False, min_value=1, initial=1, help_text="Every N days, weeks or months.")
+    interval = forms.IntegerField(
+        required=False, min_value=1, initial=1, help_text="Every N days, weeks or months."
+    )
     days_of_week = forms.TypedMultipleChoiceField(
-        required=False, choices=WEEKDAYS, coerce=int, widget=forms.CheckboxSelectMultiple, help_text="For weekly."
+        required=False,
+        choices=WEEKDAYS,
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="For weekly.",
     )
     day_of_month = forms.IntegerField(
-        required=False, min_value=1, max_value=31, help_text="For monthly; a shorter month sends on its last day."
+        required=False,
+        min_value=1,
+        max_value=31,
+        help_text="For monthly; a shorter month sends on its last day.",
     )
     end_date = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="Last day (inclusive); optional."
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Last day (inclusive); optional.",
     )
     sto_window_hours = forms.IntegerField(
         required=False,
@@ -269,8 +317,12 @@ class ScheduleForm(forms.Form):
                 timezone_name=data["timezone"],
             )
         else:
-            config = {"frequency": data.get("frequency") or None, "interval": data.get("interval") or 1,
-                      "time": wall_time.strftime("%H:%M") if wall_time else None, "time_zone": data["timezone"]}
+            config = {
+                "frequency": data.get("frequency") or None,
+                "interval": data.get("interval") or 1,
+                "time": wall_time.strftime("%H:%M") if wall_time else None,
+                "time_zone": data["timezone"],
+            }
             # Only what the operator filled in: the service says when a field does not fit the frequency.
             if data.get("days_of_week"):
                 config["days_of_week"] = data["days_of_week"]

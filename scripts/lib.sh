@@ -70,3 +70,15 @@ PY
     echo "PostgreSQL does not answer at $DATABASE_URL. Start it, or set DATABASE_URL to one that runs." >&2
     exit 1
 }
+
+ensure_chromium() {
+    # The browser tests drive Debian's Chromium (never a downloaded one). Without it they fail, not skip.
+    if [ -x /usr/bin/chromium ]; then return 0; fi
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        log "Installing Chromium for the browser tests (apt-get install chromium)"
+        apt-get install -y --no-install-recommends chromium >/dev/null \
+            || { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; }
+        return 0
+    fi
+    echo "/usr/bin/chromium is missing: the browser tests will fail. Install it: sudo apt-get install chromium" >&2
+}
