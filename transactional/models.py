@@ -1,1 +1,124 @@
-# Models arrive with the issue that builds this app (see ../shared/DESIGN.md).
+"""Transactional messages (DESIGN.md §7): an outbox in PostgreSQL. See docs/decisions/012.
+
+A request with several `to` recipients is one batch of messages, one per `to` address, each carrying the
+request's cc, bcc, reply-to, headers and attachments. Status moves only by conditional UPDATEs
+(`... WHERE status = X`), so a redelivered task or a second dispatcher finds nothing to do:
+
+    scheduled -> queued -> sending -> sent (-> delivered | bounced, from ESP events)
+    scheduled -> cancelled
+    sending -> queued (SMTP 4xx, later send_at) | bounced (5xx) | failed (attempts exhausted, or the
+    worker died during the hand-off: delivery uncertain, never resent)
+"""
+
+import uuid
+
+from django.db import models
+
+from accounts.models import Workspace
+
+
+class TransactionalMessage(models.Model):
+    class Priority(models.TextChoices):
+        HIGH = "high"
+        LOW = "low"
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    QUEUE_OF_PRIORITY = {Priority.HIGH: "tx_high", Priority.LOW: "tx_low"}
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    batch_id = models.UUIDField(db_index=True)
+    priority = models.CharField(max_length=4, choices=Priority.choices)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    sandbox = models.BooleanField(
+        default=False, help_text="Accepted with a sandbox key: never handed to SMTP."
+    )
+
+    from_email = models.CharField(max_length=254)
+    from_name = models.CharField(max_length=200, blank=True)
+    to_email = models.CharField(max_length=254)
+    to_name = models.CharField(max_length=200, blank=True)
+    # Lists of {"email", "name"}; reply_to is one such object or null.
+    cc = models.JSONField(default=list, blank=True)
+    bcc = models.JSONField(default=list, blank=True)
+    reply_to = models.JSONField(null=True, blank=True)
+    subject = models.CharField(max_length=998)
+    html = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    # [{"filename", "content_type", "content" (base64), "size" (decoded bytes)}]
+    attachments = models.JSONField(default=list, blank=True)
+    customer_reference = models.CharField(max_length=200, blank=True, db_index=True)
+
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="As requested; null = send now.")
+    send_at = models.DateTimeField(help_text="When the next attempt is due.")
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its send task was last enqueued."
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When the current hand-off started.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    smtp_message_id = models.CharField(max_length=255, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [
+            # The dispatcher's two claims and the reaper's scan, each on a small partial index.
+            models.Index(
+                fields=["send_at"], name="tx_scheduled_due_idx", condition=models.Q(status="scheduled")
+            ),
+            models.Index(fields=["send_at"], name="tx_queued_due_idx", condition=models.Q(status="queued")),
+            models.Index(fields=["claimed_at"], name="tx_sending_idx", condition=models.Q(status="sending")),
+            models.Index(fields=["workspace", "-created_at"], name="tx_workspace_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.to_email}: {self.subject[:40]} ({self.status})"
+
+    @property
+    def queue(self) -> str:
+        return self.QUEUE_OF_PRIORITY[self.priority]
+
+    @property
+    def sender(self) -> dict:
+        return {"email": self.from_email, "name": self.from_name}
+
+    @property
+    def recipient(self) -> dict:
+        return {"email": self.to_email, "name": self.to_name}
+
+
+class TransactionalEvent(models.Model):
+    class Kind(models.TextChoices):
+        SCHEDULED = "scheduled"
+        QUEUED = "queued"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        BOUNCED = "bounced"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.BigAutoField(primary_key=True)
+    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    at = models.DateTimeField()
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["message", "at"], name="tx_event_message_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.message_id} @ {self.at:%Y-%m-%d %H:%M:%S}Z"

@@ -176,6 +176,12 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Returns deliveries of dead workers to the queue and closes finished runs.",
     },
+    "transactional: dispatch due": {
+        "task": "transactional.tasks.dispatch_due",
+        "every_seconds": int(os.environ.get("TRANSACTIONAL_DISPATCH_EVERY_SECONDS", "1")),
+        "queue": "default",
+        "description": "Enqueues due scheduled and retrying transactional mail; flags hand-offs of dead workers.",
+    },
 }
 
 # --- Delivery engine: the dispatcher and its crash safety (docs/decisions/011) -----------------------
@@ -200,6 +206,24 @@ DELIVERY_LEASE_SECONDS = int(os.environ.get("DELIVERY_LEASE_SECONDS", "660"))
 # recipient may get it twice; the row is flagged possible_duplicate) or "uncertain" ends it unsent-or-not,
 # flagged, for a person to judge. Marketing mail defaults to retry: a rare duplicate beats a silent loss.
 DELIVERY_LEASE_EXPIRED_POLICY = os.environ.get("DELIVERY_LEASE_EXPIRED_POLICY", "retry")
+
+# --- Transactional mail (DESIGN.md §7, docs/decisions/012) ------------------------------------------
+# Decoded size of all attachments of one request; over it, 403 CONTENT_REJECTED.
+TRANSACTIONAL_MAX_ATTACHMENT_BYTES = int(os.environ.get("TRANSACTIONAL_MAX_ATTACHMENT_BYTES", str(10 * 2**20)))
+# to + cc + bcc of one request (each `to` address becomes its own message carrying the cc and bcc).
+TRANSACTIONAL_MAX_RECIPIENTS = int(os.environ.get("TRANSACTIONAL_MAX_RECIPIENTS", "50"))
+# Scheduled messages due within this many seconds are enqueued with an ETA (short: ETAs stay in memory).
+TRANSACTIONAL_DISPATCH_HORIZON_SECONDS = int(os.environ.get("TRANSACTIONAL_DISPATCH_HORIZON_SECONDS", "10"))
+TRANSACTIONAL_DISPATCH_MAX_PER_TICK = int(os.environ.get("TRANSACTIONAL_DISPATCH_MAX_PER_TICK", "5000"))
+# A queued message whose task has not run this long after enqueueing is enqueued again (lost with Redis).
+TRANSACTIONAL_REENQUEUE_AFTER_SECONDS = int(os.environ.get("TRANSACTIONAL_REENQUEUE_AFTER_SECONDS", "300"))
+# SMTP 4xx: retry after base, 2x base, ... (capped), at most this many attempts, then `failed`.
+TRANSACTIONAL_RETRY_BASE_SECONDS = int(os.environ.get("TRANSACTIONAL_RETRY_BASE_SECONDS", "30"))
+TRANSACTIONAL_RETRY_MAX_SECONDS = int(os.environ.get("TRANSACTIONAL_RETRY_MAX_SECONDS", "1800"))
+TRANSACTIONAL_MAX_ATTEMPTS = int(os.environ.get("TRANSACTIONAL_MAX_ATTEMPTS", "8"))
+# A message `sending` for longer than this lost its worker mid-hand-off: marked failed, never resent.
+# Longer than a send task may run (CELERY_TASK_TIME_LIMIT).
+TRANSACTIONAL_SENDING_TIMEOUT_SECONDS = int(os.environ.get("TRANSACTIONAL_SENDING_TIMEOUT_SECONDS", "660"))
 
 # --- API ----------------------------------------------------------------------------------------------
 # Largest request body the API accepts; beyond it a 413 PAYLOAD_TOO_LARGE envelope (DESIGN.md §4).
@@ -250,6 +274,7 @@ SPECTACULAR_SETTINGS = {
         "ContactImportStatusEnum": "audience.models.ContactImport.Status",
         "CampaignStatusEnum": "campaigns.models.Campaign.Status",
         "CampaignRunStatusEnum": "campaigns.models.CampaignRun.Status",
+        "TransactionalMessageStatusEnum": "transactional.models.TransactionalMessage.Status",
     },
 }
 

@@ -1,0 +1,77 @@
+import base64
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from common.smtp_sink import SmtpSink
+from tests.factories import SendingDomainFactory
+
+URL = "/api/v1/transactional"
+FROM = "alerts@mail.example.com"
+
+
+@pytest.fixture
+def domain(workspace):
+    return SendingDomainFactory(workspace=workspace, domain="mail.example.com", verified=True)
+
+
+def body(**overrides) -> dict:
+    data = {
+        "from": {"email": FROM, "name": "Example Alerts"},
+        "to": [{"email": "ana@example.org", "name": "Ana Lopez"}],
+        "subject": "Reset your password",
+        "html": "<p>Use this link to reset your password.</p>",
+        "text": "Use this link to reset your password.",
+        "customer_reference": "reset-1",
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not ...}
+
+
+def attachment(content: bytes = b"%PDF-1.4 receipt", filename: str = "receipt.pdf") -> dict:
+    return {
+        "filename": filename,
+        "content_type": "application/pdf",
+        "content": base64.b64encode(content).decode(),
+    }
+
+
+def post(client, data: dict, priority: str | None = "high"):
+    url = URL if priority is None else f"{URL}?priority={priority}"
+    return client.post(url, data, format="json")
+
+
+def queue_length(queue: str) -> int:
+    """Tasks waiting on a Celery queue in Redis (kombu keeps the default-priority messages under the
+    queue's own name)."""
+    return redis.Redis.from_url(django_settings.CELERY_BROKER_URL).llen(queue)
+
+
+def purge_queues() -> None:
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    for key in client.scan_iter("*"):
+        name = key.decode(errors="replace")
+        if name.split("\x06")[0] in {"tx_high", "tx_low", "bulk", "default"} or name.startswith("unacked"):
+            client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _empty_queues():
+    # Earlier tests' tasks must not count in this test's queue lengths.
+    purge_queues()
+    yield
+
+
+@pytest.fixture
+def sink(settings):
+    """A real SMTP server in this process, and Django's SMTP backend pointed at it."""
+    with SmtpSink() as smtp:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = smtp.host
+        settings.EMAIL_PORT = smtp.port
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_USE_SSL = False
+        yield smtp

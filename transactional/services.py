@@ -1,0 +1,435 @@
+"""Transactional mail (DESIGN.md §7): accept, dispatch, send, cancel. See docs/decisions/012.
+
+The database is the outbox. A request writes its messages (one per `to` address) and their first event
+in one transaction; only after commit is anything enqueued, so a rejected or rolled-back request leaves
+nothing behind and nothing is sent for a message that was never stored.
+
+Exactly-once hand-off: a send claims its row with a conditional UPDATE (queued -> sending). Only the
+call that moved the row sends; a redelivered or duplicated task, or a retry after a successful hand-off,
+finds the row `sending` or `sent` and does nothing. A row left `sending` by a dead worker may or may not
+have reached the mail server: the reaper marks it `failed` (uncertain) and never resends it, because a
+second password-reset mail is worse than a missing one the user can request again.
+"""
+
+import logging
+import smtplib
+import uuid
+from base64 import b64decode
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import Workspace
+from accounts.selectors import sending_domain_is_verified
+from campaigns.scheduling import parse_instant, to_utc_iso
+from common import errors
+from transactional import selectors
+from transactional.errors import BatchNotCancellable, MessageNotCancellable
+from transactional.models import TransactionalEvent, TransactionalMessage
+
+logger = logging.getLogger(__name__)
+
+M = TransactionalMessage
+S = TransactionalMessage.Status
+K = TransactionalEvent.Kind
+
+MAX_SCHEDULE_AHEAD = timedelta(hours=72)
+# A task enqueued with eta=send_at may start a moment early (clock skew between beat and the workers).
+CLAIM_TOLERANCE = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    batch_id: uuid.UUID
+    message_ids: list[uuid.UUID]
+    sandbox: bool
+
+
+def _event(message_id, kind: str, at: datetime, detail: str = "") -> TransactionalEvent:
+    return TransactionalEvent(message_id=message_id, kind=kind, at=at, detail=detail[:500])
+
+
+def _domain(email: str) -> str:
+    return email.rpartition("@")[2].lower() or "localhost"
+
+
+def transactional_schedule_instant(*, scheduled_at: str | datetime | None, now: datetime) -> datetime | None:
+    """The UTC instant of a requested `scheduled_at`, or None for "send now". 400 when it has no offset,
+    is not in the future, or is more than 72 hours ahead (exactly 72 hours is allowed)."""
+    if scheduled_at is None:
+        return None
+    instant = parse_instant(value=scheduled_at, timezone_name=None, field="scheduled_at", now=now)
+    if instant > now + MAX_SCHEDULE_AHEAD:
+        raise errors.ValidationError.for_field(
+            "scheduled_at", "scheduled_at cannot be more than 72 hours in the future."
+        )
+    return instant
+
+
+def transactional_send(
+    *,
+    workspace: Workspace,
+    priority: str,
+    sender: dict,
+    to: list[dict],
+    subject: str,
+    cc: list[dict] | None = None,
+    bcc: list[dict] | None = None,
+    reply_to: dict | None = None,
+    html: str = "",
+    text: str = "",
+    headers: dict[str, str] | None = None,
+    attachments: list[dict] | None = None,
+    customer_reference: str = "",
+    scheduled_at: str | datetime | None = None,
+    sandbox: bool = False,
+) -> Accepted:
+    """Accept one request: one message per `to` address, sharing a batch id. Everything is checked
+    before anything is written; the send tasks are enqueued only once the rows are committed."""
+    now = timezone.now()
+    if priority not in M.Priority.values:
+        raise errors.ValidationError.for_field("priority", 'priority must be "high" or "low".')
+    send_at = transactional_schedule_instant(scheduled_at=scheduled_at, now=now)
+    if not sending_domain_is_verified(workspace=workspace, email=sender["email"]):
+        raise errors.ValidationError.for_field(
+            "from.email",
+            f"'{_domain(sender['email'])}' is not a verified sending domain of this workspace; "
+            "add and verify it under sending-domains first.",
+        )
+    attachments = attachments or []
+    total = sum(int(item["size"]) for item in attachments)
+    limit = settings.TRANSACTIONAL_MAX_ATTACHMENT_BYTES
+    if total > limit:
+        raise errors.ContentRejected(
+            f"Attachments total {total} bytes; the limit is {limit} bytes ({limit / 1048576:g} MiB).",
+            {"limit_bytes": limit, "size_bytes": total},
+        )
+
+    batch_id = uuid.uuid4()
+    if send_at is not None:
+        status, first = S.SCHEDULED, K.SCHEDULED
+        detail = f"Email is scheduled to be sent at {to_utc_iso(send_at)}."
+    elif sandbox:
+        status, first, detail = S.SENT, K.SENT, "Sandbox: accepted and logged, not handed to a mail server."
+    else:
+        status, first, detail = S.QUEUED, K.QUEUED, "Queued for immediate sending."
+    messages = [
+        M(
+            id=uuid.uuid4(),
+            workspace=workspace,
+            batch_id=batch_id,
+            priority=priority,
+            status=status,
+            sandbox=sandbox,
+            from_email=sender["email"],
+            from_name=sender.get("name", ""),
+            to_email=recipient["email"],
+            to_name=recipient.get("name", ""),
+            cc=[dict(item) for item in cc or []],
+            bcc=[dict(item) for item in bcc or []],
+            reply_to=dict(reply_to) if reply_to else None,
+            subject=subject,
+            html=html,
+            text=text,
+            headers=dict(headers or {}),
+            attachments=[dict(item) for item in attachments],
+            customer_reference=customer_reference,
+            scheduled_at=send_at,
+            send_at=send_at or now,
+            enqueued_at=now if status == S.QUEUED else None,
+            sent_at=now if status == S.SENT else None,
+            smtp_message_id=f"<tx-{uuid.uuid4().hex}@{_domain(sender['email'])}>",
+        )
+        for recipient in to
+    ]
+    with transaction.atomic():
+        M.objects.bulk_create(messages)
+        TransactionalEvent.objects.bulk_create([_event(m.id, first, now, detail) for m in messages])
+        if status == S.QUEUED:
+            for message in messages:
+                _enqueue_on_commit(message.id, message.queue, None)
+    return Accepted(batch_id=batch_id, message_ids=[m.id for m in messages], sandbox=sandbox)
+
+
+def _enqueue_on_commit(message_id, queue: str, eta: datetime | None) -> None:
+    from transactional.tasks import send_message
+
+    # robust: a broker hiccup must not undo the commit; the dispatcher re-enqueues a queued row whose
+    # task never ran (TRANSACTIONAL_REENQUEUE_AFTER_SECONDS).
+    transaction.on_commit(
+        lambda: send_message.apply_async(args=[str(message_id)], queue=queue, eta=eta), robust=True
+    )
+
+
+# --- cancel ---------------------------------------------------------------------------------------------
+
+
+def transactional_message_cancel(*, workspace: Workspace, message_id) -> TransactionalMessage:
+    """Cancel a scheduled message. The row lock is the one the dispatcher's claim takes, so a cancel
+    racing a claim either wins (the dispatcher skips the locked row and then finds it cancelled) or
+    waits, then sees `queued` and answers 409."""
+    now = timezone.now()
+    with transaction.atomic():
+        message = selectors.transactional_message_get(
+            workspace=workspace, message_id=message_id, for_update=True
+        )
+        if message.status != S.SCHEDULED:
+            raise MessageNotCancellable(status=message.status)
+        message.status = S.CANCELLED
+        message.save(update_fields=["status", "updated_at"])
+        TransactionalEvent.objects.create(
+            message=message, kind=K.CANCELLED, at=now, detail="Cancelled by API."
+        )
+    return message
+
+
+def transactional_batch_cancel(*, workspace: Workspace, batch_id) -> list[TransactionalMessage]:
+    """Cancel every scheduled message of a batch, all or nothing: if any message has already left
+    `scheduled` (other than by an earlier cancel), nothing is cancelled and the answer is 409."""
+    now = timezone.now()
+    with transaction.atomic():
+        messages = selectors.transactional_batch_messages(
+            workspace=workspace, batch_id=batch_id, for_update=True
+        )
+        if not messages:
+            raise errors.NotFound()
+        scheduled = [m for m in messages if m.status == S.SCHEDULED]
+        blocking = [m for m in messages if m.status not in (S.SCHEDULED, S.CANCELLED)]
+        if blocking or not scheduled:
+            raise BatchNotCancellable(statuses={str(m.id): m.status for m in messages})
+        M.objects.filter(id__in=[m.id for m in scheduled], status=S.SCHEDULED).update(
+            status=S.CANCELLED, updated_at=now
+        )
+        TransactionalEvent.objects.bulk_create(
+            [_event(m.id, K.CANCELLED, now, "Cancelled with its batch by API.") for m in scheduled]
+        )
+        for message in scheduled:
+            message.status = S.CANCELLED
+    return messages
+
+
+# --- dispatch and reap (beat, every second or two) --------------------------------------------------------
+
+
+@dataclass
+class TickResult:
+    scheduled_queued: int = 0
+    requeued: int = 0
+    uncertain: int = 0
+
+
+def transactional_dispatch_due(*, limit: int | None = None) -> TickResult:
+    """Claim what falls due within the horizon and enqueue it with eta=send_at on its priority's queue:
+    scheduled messages (-> queued, with a `queued` event), retries waiting for their backoff, and queued
+    messages whose task was enqueued long ago and never ran (lost with Redis; a duplicate is harmless,
+    the send claim lets one through). Then flag messages stuck in `sending` (see module docstring).
+
+    FOR UPDATE SKIP LOCKED on the partial indexes: two dispatchers never claim the same row, and a row a
+    cancel holds is skipped, not waited for."""
+    now = timezone.now()
+    limit = limit or settings.TRANSACTIONAL_DISPATCH_MAX_PER_TICK
+    horizon = now + timedelta(seconds=settings.TRANSACTIONAL_DISPATCH_HORIZON_SECONDS)
+    stale = now - timedelta(seconds=settings.TRANSACTIONAL_REENQUEUE_AFTER_SECONDS)
+    result = TickResult()
+    with transaction.atomic():
+        due = list(
+            M.objects.select_for_update(skip_locked=True)
+            .filter(status=S.SCHEDULED, send_at__lte=horizon)
+            .order_by("send_at")
+            .only("id", "priority", "send_at")[:limit]
+        )
+        if due:
+            M.objects.filter(id__in=[m.id for m in due], status=S.SCHEDULED).update(
+                status=S.QUEUED, enqueued_at=now, updated_at=now
+            )
+            TransactionalEvent.objects.bulk_create(
+                [_event(m.id, K.QUEUED, now, "Due: handed to the send queue.") for m in due]
+            )
+        waiting = list(
+            M.objects.select_for_update(skip_locked=True)
+            .filter(status=S.QUEUED, send_at__lte=horizon)
+            .exclude(enqueued_at__gte=stale)
+            .order_by("send_at")
+            .only("id", "priority", "send_at")[: max(0, limit - len(due))]
+        )
+        if waiting:
+            M.objects.filter(id__in=[m.id for m in waiting], status=S.QUEUED).update(enqueued_at=now)
+        for message in [*due, *waiting]:
+            _enqueue_on_commit(message.id, message.queue, message.send_at if message.send_at > now else None)
+    result.scheduled_queued, result.requeued = len(due), len(waiting)
+    result.uncertain = _reap_stuck_sending(now=now)
+    return result
+
+
+def _reap_stuck_sending(*, now: datetime) -> int:
+    cutoff = now - timedelta(seconds=settings.TRANSACTIONAL_SENDING_TIMEOUT_SECONDS)
+    detail = (
+        "Delivery uncertain: the worker stopped while handing the message to the mail server. "
+        "It may have been delivered, so it is not sent again."
+    )
+    with transaction.atomic():
+        stuck = list(
+            M.objects.select_for_update(skip_locked=True)
+            .filter(status=S.SENDING, claimed_at__lt=cutoff)
+            .values_list("id", flat=True)[:1000]
+        )
+        if stuck:
+            M.objects.filter(id__in=stuck, status=S.SENDING).update(
+                status=S.FAILED, error=detail[:500], updated_at=now
+            )
+            TransactionalEvent.objects.bulk_create([_event(i, K.FAILED, now, detail) for i in stuck])
+    if stuck:
+        logger.warning("transactional: %d message(s) left sending by a dead worker marked failed", len(stuck))
+    return len(stuck)
+
+
+# --- send (the tx_high / tx_low workers) ------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, *, permanent: bool):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after the n-th temporary failure: base, 2x base, 4x base, ... capped."""
+    base = settings.TRANSACTIONAL_RETRY_BASE_SECONDS
+    return timedelta(seconds=min(settings.TRANSACTIONAL_RETRY_MAX_SECONDS, base * 2 ** max(0, attempts - 1)))
+
+
+def transactional_message_send(*, message_id) -> str:
+    """Hand one message to the mail server, once. Returns the status it ended in ("" when this call
+    did not win the claim: already sent, cancelled, in flight elsewhere or not due yet)."""
+    now = timezone.now()
+    claimed = M.objects.filter(pk=message_id, status=S.QUEUED, send_at__lte=now + CLAIM_TOLERANCE).update(
+        status=S.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now
+    )
+    if not claimed:
+        return ""
+    message = M.objects.get(pk=message_id)
+    if message.sandbox:
+        return _finish(message, S.SENT, K.SENT, "Sandbox: not handed to a mail server.")
+    try:
+        _hand_off(message)
+    except _Refused as refused:
+        return _after_refusal(message, refused)
+    return _finish(message, S.SENT, K.SENT, f"Accepted by the mail server as {message.smtp_message_id}.")
+
+
+def _finish(message: TransactionalMessage, status: str, kind: str, detail: str, error: str = "") -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        # Guarded by status and by this claim's timestamp: a reaper or another claim that took the row
+        # over in the meantime is not overwritten.
+        moved = M.objects.filter(pk=message.pk, status=S.SENDING, claimed_at=message.claimed_at).update(
+            status=status,
+            sent_at=now if status == S.SENT else None,
+            error=error[:500],
+            updated_at=now,
+        )
+        if moved:
+            TransactionalEvent.objects.create(message_id=message.pk, kind=kind, at=now, detail=detail)
+    return status if moved else ""
+
+
+def _after_refusal(message: TransactionalMessage, refused: _Refused) -> str:
+    reason = str(refused)
+    if refused.permanent:
+        return _finish(message, S.BOUNCED, K.BOUNCED, f"Refused: {reason}", error=reason)
+    if message.attempts >= settings.TRANSACTIONAL_MAX_ATTEMPTS:
+        return _finish(
+            message, S.FAILED, K.FAILED, f"Gave up after {message.attempts} attempts: {reason}", error=reason
+        )
+    now = timezone.now()
+    delay = retry_delay(message.attempts)
+    wait = int(delay.total_seconds())
+    with transaction.atomic():
+        moved = M.objects.filter(
+            pk=message.pk, status=S.SENDING, claimed_at=message.claimed_at
+        ).update(
+            status=S.QUEUED,
+            send_at=now + delay,
+            enqueued_at=None,  # the dispatcher enqueues it when the backoff is within its horizon
+            claimed_at=None,
+            error=reason[:500],
+            updated_at=now,
+        )
+        if moved:
+            TransactionalEvent.objects.create(
+                message_id=message.pk,
+                kind=K.QUEUED,
+                at=now,
+                detail=f"Temporary failure (attempt {message.attempts}), retrying in {wait}s: {reason}",
+            )
+    return S.QUEUED if moved else ""
+
+
+def _address(item: dict) -> str:
+    from email.utils import formataddr
+
+    # formataddr quotes specials and RFC 2047-encodes non-ASCII display names.
+    return formataddr((item["name"], item["email"]), charset="utf-8") if item.get("name") else item["email"]
+
+
+def build_email(message: TransactionalMessage, connection=None) -> EmailMultiAlternatives:
+    headers = {**message.headers, "Message-ID": message.smtp_message_id}
+    html_only = bool(message.html) and not message.text
+    email = EmailMultiAlternatives(
+        subject=message.subject,
+        body=message.html if html_only else message.text,
+        from_email=_address(message.sender),
+        to=[_address(message.recipient)],
+        cc=[_address(item) for item in message.cc],
+        bcc=[_address(item) for item in message.bcc],
+        reply_to=[_address(message.reply_to)] if message.reply_to else None,
+        headers=headers,
+        connection=connection,
+    )
+    if html_only:
+        email.content_subtype = "html"
+    elif message.html:
+        email.attach_alternative(message.html, "text/html")
+    for item in message.attachments:
+        email.attach(item["filename"], b64decode(item["content"]), item["content_type"])
+    return email
+
+
+def _hand_off(message: TransactionalMessage) -> None:
+    """Raise _Refused for every failure, saying whether it is worth retrying. The connection is opened
+    and closed here rather than by send_messages, so an error on QUIT after the server accepted the
+    message cannot be mistaken for a refusal (and cause a resend)."""
+    backend = get_connection(fail_silently=False)
+    try:
+        backend.open()
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _Refused(f"could not connect to the mail server: {exc}"[:400], permanent=False) from None
+    try:
+        backend.send_messages([build_email(message, connection=backend)])
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, reply = next(iter(exc.recipients.values()), (450, b"refused"))
+        raise _Refused(_describe(code, reply, "RCPT"), permanent=code >= 500) from None
+    except smtplib.SMTPResponseException as exc:  # sender refused, data refused
+        raise _Refused(
+            _describe(exc.smtp_code, exc.smtp_error, "SMTP"), permanent=exc.smtp_code >= 500
+        ) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _Refused(f"connection error: {exc}"[:400], permanent=False) from None
+    except Exception as exc:  # noqa: BLE001 - ESP backends (django-anymail) raise their own types
+        kind = type(exc).__name__
+        raise _Refused(f"{kind}: {exc}"[:400], permanent=kind == "AnymailRecipientsRefused") from None
+    finally:
+        try:
+            backend.close()
+        except Exception:  # noqa: BLE001 - the message's outcome is already known
+            logger.info("transactional: closing the mail connection failed", exc_info=True)
+
+
+def _describe(code: int, reply, stage: str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return f"{stage} {code} {text}".strip()[:400]
