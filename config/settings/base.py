@@ -168,7 +168,7 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "task": "delivery.tasks.dispatch_due",
         "every_seconds": int(os.environ.get("DELIVERY_DISPATCH_EVERY_SECONDS", "2")),
         "queue": "default",
-        "description": "Launches due campaigns and enqueues due deliveries within the horizon (DESIGN.md §8).",
+        "description": "Launches due campaigns, enqueues deliveries due within the horizon (DESIGN.md §8).",
     },
     "delivery: reap leases": {
         "task": "delivery.tasks.reap_leases",
@@ -196,7 +196,9 @@ DELIVERY_BULK_QUEUE_MAX_BATCHES = int(os.environ.get("DELIVERY_BULK_QUEUE_MAX_BA
 # A delivery, launch or fan-out enqueued this long ago and still not picked up is enqueued again (its
 # task was lost with Redis). Duplicates are harmless: every task re-checks its rows' state.
 DELIVERY_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_REENQUEUE_AFTER_SECONDS", "120"))
-DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS", "120"))
+DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = int(
+    os.environ.get("DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS", "120")
+)
 DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS", "60"))
 # Contacts read and Delivery rows written per round trip of the fan-out.
 DELIVERY_FANOUT_CHUNK_SIZE = int(os.environ.get("DELIVERY_FANOUT_CHUNK_SIZE", "5000"))
