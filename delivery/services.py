@@ -338,7 +338,7 @@ class _Batch:
         self._flush()
         send_at = timezone.now() + timedelta(seconds=delay)
         ids = [row.id for row in rows]
-        sql = f"""UPDATE {_TABLE} SET lease_until = NULL, send_at = %s, error = %s
+        sql = f"""UPDATE {_TABLE} SET lease_until = NULL, enqueued_at = NULL, send_at = %s, error = %s
                   WHERE id IN ({_placeholders(len(ids))}) AND status = %s AND lease_until = %s"""
         with connection.cursor() as cursor:
             cursor.execute(sql, [_dt(send_at), error[:500], *ids, S.QUEUED, _dt(self.lease)])
@@ -378,6 +378,13 @@ class _Batch:
                 f"attempts = attempts + CASE WHEN id IN ({_placeholders(len(bumped))}) THEN 1 ELSE 0 END"
             )
             params.extend(bumped)
+        # A row given back to the queue (4xx retry) must be enqueued again by the dispatcher when due.
+        requeued = [o.id for o in outcomes if o.status == S.QUEUED]
+        if requeued:
+            sets.append(
+                f"enqueued_at = CASE WHEN id IN ({_placeholders(len(requeued))}) THEN NULL ELSE enqueued_at END"
+            )
+            params.extend(requeued)
         released = [o.id for o in outcomes if not o.keep_lease]
         if released:
             sets.append(

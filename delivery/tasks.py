@@ -1,7 +1,10 @@
 from celery import shared_task
 
 
-@shared_task(queue="bulk", acks_late=True, ignore_result=True)
+# Priority 6 on Redis (where 0 is served first, Celery's "Redis message priorities"): a run's fan-out
+# (priority 0) overtakes a backlog of send batches on the shared bulk queue, so a launch is never stuck
+# behind another campaign's sending.
+@shared_task(queue="bulk", acks_late=True, ignore_result=True, priority=6)
 def send_batch(delivery_ids: list[int]) -> None:
     """Thin wrapper. The batch service is idempotent, so a redelivered task (acks_late) sends nothing
     twice."""
