@@ -54,15 +54,19 @@ class ScheduleInput(StrictInputSerializer):
     recipient_local_time = serializers.BooleanField(required=False, default=False)
 
     def to_schedule_kwargs(self) -> dict:
-        data = self.validated_data
-        return {
-            "schedule_type": data.get("schedule_type"),
-            "scheduled_at": data.get("scheduled_at"),
-            "timezone_name": data.get("timezone"),
-            "recurring_config": data.get("recurring_config"),
-            "send_time_optimization": data.get("send_time_optimization"),
-            "recipient_local_time": data.get("recipient_local_time", False),
-        }
+        return schedule_kwargs(self.validated_data)
+
+
+def schedule_kwargs(data: dict) -> dict:
+    """A parsed schedule body as the keyword arguments of campaigns.services.schedule_parse."""
+    return {
+        "schedule_type": data.get("schedule_type"),
+        "scheduled_at": data.get("scheduled_at"),
+        "timezone_name": data.get("timezone"),
+        "recurring_config": data.get("recurring_config"),
+        "send_time_optimization": data.get("send_time_optimization"),
+        "recipient_local_time": data.get("recipient_local_time", False),
+    }
 
 
 class CampaignInput(StrictInputSerializer):
@@ -102,14 +106,7 @@ class CampaignCreateInput(CampaignInput):
         if schedule is not None and scheduled_at is not None:
             raise serializers.ValidationError({"scheduled_at": ["Give scheduled_at or schedule, not both."]})
         if schedule is not None:
-            return {
-                "schedule_type": schedule.get("schedule_type"),
-                "scheduled_at": schedule.get("scheduled_at"),
-                "timezone_name": schedule.get("timezone"),
-                "recurring_config": schedule.get("recurring_config"),
-                "send_time_optimization": schedule.get("send_time_optimization"),
-                "recipient_local_time": schedule.get("recipient_local_time", False),
-            }
+            return schedule_kwargs(schedule)
         if scheduled_at is not None:
             return {"schedule_type": "scheduled", "scheduled_at": scheduled_at, "timezone_name": zone}
         return None

@@ -489,3 +489,19 @@ def test_runs_lists_each_send(api, ready_campaign):
     body = api.get(url(ready_campaign, "runs")).json()
     assert body["count"] == 1
     assert body["results"][0]["total"] == 3
+
+
+def test_create_with_a_recurring_schedule_object(api, draft_payload, verified_domain):
+    schedule = {"schedule_type": "recurring", "recurring_config": {"frequency": "daily", "time": "09:00",
+                                                                   "time_zone": "Europe/London"}}
+    body = api.post("/api/v1/campaigns", {**draft_payload, "schedule": schedule}, format="json").json()
+    assert body["status"] == "scheduled"
+    assert body["schedule"]["schedule_type"] == "recurring"
+    assert body["upcoming_runs"][:2] == ["2026-06-02T08:00:00Z", "2026-06-03T08:00:00Z"]
+
+
+def test_create_with_both_scheduled_at_and_schedule_is_400(api, draft_payload):
+    payload = {**draft_payload, "scheduled_at": "2026-07-01T09:00:00Z", "schedule": {"schedule_type": "immediate"}}
+    response = api.post("/api/v1/campaigns", payload, format="json")
+    assert response.status_code == 400
+    assert "scheduled_at" in response.json()["error"]["details"]
