@@ -43,9 +43,10 @@ def post(client, data: dict, priority: str | None = "high"):
 
 
 def queue_length(queue: str) -> int:
-    """Tasks waiting on a Celery queue in Redis (kombu keeps the default-priority messages under the
-    queue's own name)."""
-    return redis.Redis.from_url(django_settings.CELERY_BROKER_URL).llen(queue)
+    """Tasks waiting on a Celery queue in Redis, over all its priority lists (kombu keeps each priority
+    step as its own list: "bulk", "bulk\x06\x166", ...; send batches use priority 6)."""
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    return sum(client.llen(queue + suffix) for suffix in ("", "\x06\x163", "\x06\x166", "\x06\x169"))
 
 
 def purge_queues() -> None:
