@@ -1,5 +1,6 @@
 """Settings shared by every environment. Everything that differs between machines comes from the environment."""
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -208,6 +209,22 @@ DELIVERY_LEASE_SECONDS = int(os.environ.get("DELIVERY_LEASE_SECONDS", "660"))
 # recipient may get it twice; the row is flagged possible_duplicate) or "uncertain" ends it unsent-or-not,
 # flagged, for a person to judge. Marketing mail defaults to retry: a rare duplicate beats a silent loss.
 DELIVERY_LEASE_EXPIRED_POLICY = os.environ.get("DELIVERY_LEASE_EXPIRED_POLICY", "retry")
+
+# --- Delivery engine: the send path (delivery.services, docs/decisions/010) ---------------------------
+DELIVERY_CLAIM_TOLERANCE_SECONDS = int(os.environ.get("DELIVERY_CLAIM_TOLERANCE_SECONDS", "2"))
+# SMTP 4xx: retry after base, 2x base, ... (capped); after DELIVERY_MAX_ATTEMPTS the delivery is failed.
+DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "5"))
+DELIVERY_RETRY_BASE_SECONDS = int(os.environ.get("DELIVERY_RETRY_BASE_SECONDS", "60"))
+DELIVERY_RETRY_MAX_SECONDS = int(os.environ.get("DELIVERY_RETRY_MAX_SECONDS", "3600"))
+DELIVERY_CONNECT_RETRY_SECONDS = int(os.environ.get("DELIVERY_CONNECT_RETRY_SECONDS", "60"))
+# Throttling (a Redis token bucket): messages per second per workspace, and per recipient domain as JSON,
+# e.g. DELIVERY_RATE_PER_DOMAIN='{"gmail.com": 50, "default": 200}'. Unset means unlimited.
+DELIVERY_RATE_PER_WORKSPACE = float(os.environ["DELIVERY_RATE_PER_WORKSPACE"]) if os.environ.get(
+    "DELIVERY_RATE_PER_WORKSPACE"
+) else None
+DELIVERY_RATE_PER_DOMAIN = json.loads(os.environ.get("DELIVERY_RATE_PER_DOMAIN") or "{}")
+DELIVERY_THROTTLE_BURST_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_BURST_SECONDS", "1.0"))
+DELIVERY_THROTTLE_MAX_WAIT_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_MAX_WAIT_SECONDS", "2.0"))
 
 # --- Transactional mail (DESIGN.md §7, docs/decisions/012) ------------------------------------------
 # Decoded size of all attachments of one request; over it, 403 CONTENT_REJECTED.
