@@ -55,6 +55,7 @@ class Delivery(models.Model):
     possible_duplicate = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name_plural = "deliveries"
         constraints = [models.UniqueConstraint(fields=["run", "contact"], name="uniq_delivery_per_run_contact")]
         indexes = [
             models.Index(fields=["send_at"], name="delivery_due_idx", condition=models.Q(status="queued")),
