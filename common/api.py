@@ -46,7 +46,9 @@ class WorkspaceCrudViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             # Schema generation has no API key, so no workspace: an empty queryset types the path params.
-            return self.queryset if self.queryset is not None else self.output_serializer_class.Meta.model.objects.none()
+            return (
+                self.queryset if self.queryset is not None else self.output_serializer_class.Meta.model.objects.none()
+            )
         return type(self).list_selector(workspace=self.workspace)
 
     def get_serializer_class(self):

@@ -6,12 +6,12 @@ class CommonConfig(AppConfig):
     name = "common"
 
     def ready(self) -> None:
-        from common.periodic import register_system_periodic_tasks
-
         # After every migrate the system's periodic tasks exist in django-celery-beat exactly once,
         # with the intervals from settings (a few static entries, never one per campaign: DESIGN.md §8).
         # Sent per app that has models; django_celery_beat's is the one whose tables we need.
         from django.apps import apps
+
+        from common.periodic import register_system_periodic_tasks
 
         post_migrate.connect(
             register_system_periodic_tasks,

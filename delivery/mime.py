@@ -66,13 +66,21 @@ class MessageBlueprint:
         self._fixed_headers = ("\r\n".join(lines) + "\r\n").encode("ascii")
         b = self.boundary.encode("ascii")
         self._alt_open = b'Content-Type: multipart/alternative; boundary="' + b + b'"\r\n\r\n'
-        self._text_part = b"--" + b + b"\r\nContent-Type: text/plain; charset=utf-8\r\n" \
+        self._text_part = (
+            b"--" + b + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        self._html_part = b"\r\n--" + b + b"\r\nContent-Type: text/html; charset=utf-8\r\n" \
+        )
+        self._html_part = (
+            b"\r\n--" + b + b"\r\nContent-Type: text/html; charset=utf-8\r\n"
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
         self._alt_close = b"\r\n--" + b + b"--\r\n"
-        self._single_text = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-        self._single_html = b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        self._single_text = (
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._single_html = (
+            b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
 
     def build(self, envelope: Envelope, *, date: str | None = None) -> bytes:
         head = [
@@ -87,7 +95,14 @@ class MessageBlueprint:
             head.append(f"{name}: {encode_header_value(value)}")
         out = [self._fixed_headers, ("\r\n".join(head) + "\r\n").encode("utf-8")]
         if envelope.text and envelope.html:
-            out += [self._alt_open, self._text_part, qp(envelope.text), self._html_part, qp(envelope.html), self._alt_close]
+            out += [
+                self._alt_open,
+                self._text_part,
+                qp(envelope.text),
+                self._html_part,
+                qp(envelope.html),
+                self._alt_close,
+            ]
         elif envelope.html:
             out += [self._single_html, qp(envelope.html)]
         else:
