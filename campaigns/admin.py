@@ -29,16 +29,20 @@ class TemplateForm(forms.ModelForm):
         data = super().clean()
         try:
             services.template_check(
-                name=data.get("name") or "", subject=data.get("subject") or "",
-                html=data.get("html") or "", text=data.get("text") or "",
+                name=data.get("name") or "",
+                subject=data.get("subject") or "",
+                html=data.get("html") or "",
+                text=data.get("text") or "",
             )
         except errors.ValidationError as exc:
             add_application_error(self, exc)
         # On the change page workspace is read-only, and Django then skips the (workspace, name)
         # constraint: without this check a duplicate name would fail in save_model, past the form.
         name = data.get("name")
-        if not self.instance._state.adding and name and selectors.template_name_taken(
-            workspace=self.instance.workspace, name=name, exclude_id=self.instance.pk
+        if (
+            not self.instance._state.adding
+            and name
+            and selectors.template_name_taken(workspace=self.instance.workspace, name=name, exclude_id=self.instance.pk)
         ):
             self.add_error("name", f"A template named '{name.strip()}' already exists in this workspace.")
         return data
@@ -136,8 +140,18 @@ class CampaignRunInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ["status", "trigger", "due_at", "launched_at", "finished_at", "total", "sent", "failed", "skipped",
-              "failure_reason"]
+    fields = [
+        "status",
+        "trigger",
+        "due_at",
+        "launched_at",
+        "finished_at",
+        "total",
+        "sent",
+        "failed",
+        "skipped",
+        "failure_reason",
+    ]
     readonly_fields = fields
     ordering = ["-due_at"]
 
@@ -199,12 +213,21 @@ class CampaignAdmin(admin.ModelAdmin):
     inlines = [CampaignRunInline]
     actions = ["send_now", "schedule_selected", "cancel_schedule", "duplicate", "pause", "resume", "stop"]
     readonly_fields = [
-        "status_badge", "schedule", "next_run_at", "upcoming_runs", "readiness", "progress_detail", "send_plan",
-        "created_at", "updated_at",
+        "status_badge",
+        "schedule",
+        "next_run_at",
+        "upcoming_runs",
+        "readiness",
+        "progress_detail",
+        "send_plan",
+        "created_at",
+        "updated_at",
     ]
 
-    CONTENT = ("Content", {"fields": ["subject", "preheader", "from_name", "from_email", "reply_to", "template",
-                                      "html", "text"]})
+    CONTENT = (
+        "Content",
+        {"fields": ["subject", "preheader", "from_name", "from_email", "reply_to", "template", "html", "text"]},
+    )
     AUDIENCE = ("Audience and tracking", {"fields": ["audience", "tracking"]})
 
     def get_fieldsets(self, request, obj=None):
@@ -316,10 +339,14 @@ class CampaignAdmin(admin.ModelAdmin):
     def readiness(self, obj):
         result = selectors.campaign_readiness(workspace=obj.workspace, campaign=obj)
         if result["can_send"]:
-            return format_html('<strong class="readiness" data-can-send="true" style="color:#198754">{}</strong>',
-                               "Ready to send")
-        items = format_html_join("", "<li><code>{}</code>: needs {}</li>",
-                                 ((item, READINESS_HINTS.get(item, item)) for item in result["missing"]))
+            return format_html(
+                '<strong class="readiness" data-can-send="true" style="color:#198754">{}</strong>', "Ready to send"
+            )
+        items = format_html_join(
+            "",
+            "<li><code>{}</code>: needs {}</li>",
+            ((item, READINESS_HINTS.get(item, item)) for item in result["missing"]),
+        )
         return format_html(
             '<strong class="readiness" data-can-send="false" style="color:#dc3545">Not ready to send</strong>'
             '<ul class="readiness-missing">{}</ul>',
@@ -333,8 +360,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return "None (not scheduled)"
         zone = obj.schedule_timezone if is_valid_timezone(obj.schedule_timezone) else ""
         rows = (
-            (_utc(run), f" ({run.astimezone(ZoneInfo(zone)):%a %Y-%m-%d %H:%M} {zone})" if zone else "")
-            for run in runs
+            (_utc(run), f" ({run.astimezone(ZoneInfo(zone)):%a %Y-%m-%d %H:%M} {zone})" if zone else "") for run in runs
         )
         return format_html('<ul class="upcoming-runs">{}</ul>', format_html_join("", "<li>{}{}</li>", rows))
 
@@ -350,13 +376,20 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         urls = [
-            path("<path:object_id>/schedule/", self.admin_site.admin_view(self.schedule_view),
-                 name="campaigns_campaign_schedule"),
+            path(
+                "<path:object_id>/schedule/",
+                self.admin_site.admin_view(self.schedule_view),
+                name="campaigns_campaign_schedule",
+            ),
         ]
         for name in OBJECT_ACTIONS:
             urls.append(
-                path(f"<path:object_id>/{name}/", self.admin_site.admin_view(self.object_action_view),
-                     {"action": name}, name=f"campaigns_campaign_{name.replace('-', '_')}")
+                path(
+                    f"<path:object_id>/{name}/",
+                    self.admin_site.admin_view(self.object_action_view),
+                    {"action": name},
+                    name=f"campaigns_campaign_{name.replace('-', '_')}",
+                )
             )
         return urls + super().get_urls()
 
@@ -375,8 +408,14 @@ class CampaignAdmin(admin.ModelAdmin):
                     continue
                 url_name = f"admin:campaigns_campaign_{name.replace('-', '_')}"
                 label = "Schedule…" if name == "schedule" else OBJECT_ACTIONS[name][1]
-                buttons.append({"name": name, "label": label, "url": reverse(url_name, args=[obj.pk]),
-                                "method": "get" if name == "schedule" else "post"})
+                buttons.append(
+                    {
+                        "name": name,
+                        "label": label,
+                        "url": reverse(url_name, args=[obj.pk]),
+                        "method": "get" if name == "schedule" else "post",
+                    }
+                )
             extra_context["campaign_buttons"] = buttons
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -68,7 +68,8 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
     def list(self, request):
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(CampaignOutput(page, many=True).data)
+        summaries = selectors.campaign_summaries(workspace=self.workspace, campaigns=page)
+        return self.get_paginated_response(CampaignOutput(page, many=True, context={"summaries": summaries}).data)
 
     @extend_schema(
         summary="Create a campaign (scheduled at once when it has a schedule and is ready)",

@@ -19,11 +19,7 @@ def error_text(exc: errors.ApplicationError) -> str:
     the same thing (e.g. "CAMPAIGN_NOT_CANCELLABLE: Only a scheduled campaign ...")."""
     text = f"{exc.code}: {exc.message}"
     if isinstance(exc, errors.ValidationError) and exc.details:
-        text += (
-            " ("
-            + "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.details.items())
-            + ")"
-        )
+        text += " (" + "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.details.items()) + ")"
     return text
 
 
@@ -102,9 +98,7 @@ class CampaignForm(forms.ModelForm):
             # On the change page the workspace is fixed: offer only its templates and labels.
             workspace = self.instance.workspace
             if "template" in self.fields:
-                self.fields["template"].queryset = self.fields["template"].queryset.filter(
-                    workspace=workspace
-                )
+                self.fields["template"].queryset = self.fields["template"].queryset.filter(workspace=workspace)
             if "labels" in self.fields:
                 self.fields["labels"].queryset = self.fields["labels"].queryset.filter(workspace=workspace)
         self.campaign: Campaign | None = None
@@ -114,9 +108,7 @@ class CampaignForm(forms.ModelForm):
         if value in (None, "", {}):
             return default_audience()
         if not isinstance(value, dict):
-            raise forms.ValidationError(
-                'The audience must be a JSON object, e.g. {"include_labels": ["<id>"]}.'
-            )
+            raise forms.ValidationError('The audience must be a JSON object, e.g. {"include_labels": ["<id>"]}.')
         unknown = sorted(set(value) - set(services.AUDIENCE_KEYS))
         if unknown:
             raise forms.ValidationError(
@@ -161,12 +153,8 @@ class CampaignForm(forms.ModelForm):
             return
         try:
             if self.instance._state.adding:
-                fields = {
-                    name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields
-                }
-                self.campaign = services.campaign_create(
-                    workspace=self.cleaned_data["workspace"], fields=fields
-                )
+                fields = {name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields}
+                self.campaign = services.campaign_create(workspace=self.cleaned_data["workspace"], fields=fields)
             else:
                 changed = [name for name in self.SERVICE_FIELDS if name in self.changed_data]
                 if not changed:
@@ -198,9 +186,7 @@ class ScheduleForm(forms.Form):
         initial="scheduled",
         widget=forms.RadioSelect,
     )
-    date = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="For once."
-    )
+    date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="For once.")
     time = forms.TimeField(
         required=False,
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
@@ -212,9 +198,7 @@ class ScheduleForm(forms.Form):
         choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
         help_text="For recurring.",
     )
-    interval = forms.IntegerField(
-        required=False, min_value=1, initial=1, help_text="Every N days, weeks or months."
-    )
+    interval = forms.IntegerField(required=False, min_value=1, initial=1, help_text="Every N days, weeks or months.")
     days_of_week = forms.TypedMultipleChoiceField(
         required=False,
         choices=WEEKDAYS,

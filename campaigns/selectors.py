@@ -78,21 +78,74 @@ def campaign_effective_content(*, campaign: Campaign) -> dict[str, str]:
 
 def campaign_readiness(*, workspace: Workspace, campaign: Campaign) -> dict:
     """{can_send, missing} with `missing` in the order of DESIGN.md §6."""
-    from accounts.selectors import sending_domain_is_verified
+    return campaign_summaries(workspace=workspace, campaigns=[campaign])[campaign.pk]["readiness"]
 
-    content = campaign_effective_content(campaign=campaign)
-    missing = []
-    if not content["subject"].strip():
-        missing.append("subject")
-    if not campaign.from_email or not sending_domain_is_verified(workspace=workspace, email=campaign.from_email):
-        missing.append("sender_email")
-    if not content["html"].strip() and not content["text"].strip():
-        missing.append("content")
-    audience = campaign.audience or {}
-    has_include = bool(audience.get("include_labels") or audience.get("include_segments"))
-    if not has_include or not campaign_recipients(workspace=workspace, campaign=campaign).exists():
-        missing.append("audience")
-    return {"can_send": not missing, "missing": missing}
+
+def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> dict:
+    """Readiness and progress of many campaigns (a list page) in a fixed number of queries: the
+    workspace's verified domains once, one audience check per distinct audience, the latest runs at once."""
+    import json
+
+    from accounts.models import SendingDomain
+
+    verified = set(SendingDomain.objects.filter(workspace=workspace, verified=True).values_list("domain", flat=True))
+    audience_ok: dict[str, bool] = {}
+    latest = _latest_runs(campaigns)
+    summaries = {}
+    for campaign in campaigns:
+        content = campaign_effective_content(campaign=campaign)
+        missing = []
+        if not content["subject"].strip():
+            missing.append("subject")
+        if not campaign.from_email or _sender_domain(campaign.from_email) not in verified:
+            missing.append("sender_email")
+        if not content["html"].strip() and not content["text"].strip():
+            missing.append("content")
+        audience = campaign.audience or {}
+        if not (audience.get("include_labels") or audience.get("include_segments")):
+            missing.append("audience")
+        else:
+            key = json.dumps(audience, sort_keys=True)
+            if key not in audience_ok:
+                audience_ok[key] = campaign_recipients(workspace=workspace, campaign=campaign).exists()
+            if not audience_ok[key]:
+                missing.append("audience")
+        summaries[campaign.pk] = {
+            "readiness": {"can_send": not missing, "missing": missing},
+            "progress": _progress(latest.get(campaign.pk)),
+        }
+    return summaries
+
+
+def _sender_domain(email: str) -> str | None:
+    from accounts.models import normalize_domain
+
+    try:
+        return normalize_domain(email.rpartition("@")[2])
+    except ValueError:
+        return None
+
+
+def _latest_runs(campaigns: list[Campaign]) -> dict:
+    from django.db.models import OuterRef, Subquery
+
+    if not campaigns:
+        return {}
+    newest = CampaignRun.objects.filter(campaign=OuterRef("pk")).order_by("-due_at").values("pk")[:1]
+    run_ids = (
+        Campaign.objects.filter(pk__in=[c.pk for c in campaigns])
+        .annotate(latest_run=Subquery(newest))
+        .exclude(latest_run=None)
+        .values_list("latest_run", flat=True)
+    )
+    return {run.campaign_id: run for run in CampaignRun.objects.filter(pk__in=list(run_ids))}
+
+
+def _progress(run: CampaignRun | None) -> dict:
+    if run is None:
+        return {"total": 0, "sent": 0, "failed": 0, "pending": 0}
+    ended = run.sent + run.failed + run.skipped
+    return {"total": run.total, "sent": run.sent, "failed": run.failed, "pending": max(run.total - ended, 0)}
 
 
 def campaign_upcoming_runs(*, campaign: Campaign, now: datetime | None = None) -> list[datetime]:
@@ -108,11 +161,7 @@ def campaign_upcoming_runs(*, campaign: Campaign, now: datetime | None = None) -
 
 def campaign_progress(*, campaign: Campaign) -> dict:
     """Counters of the campaign's latest run (a recurring campaign shows the run in progress or last)."""
-    run = campaign.runs.order_by("-due_at").first()
-    if run is None:
-        return {"total": 0, "sent": 0, "failed": 0, "pending": 0}
-    ended = run.sent + run.failed + run.skipped
-    return {"total": run.total, "sent": run.sent, "failed": run.failed, "pending": max(run.total - ended, 0)}
+    return _progress(campaign.runs.order_by("-due_at").first())
 
 
 def campaign_runs(*, workspace: Workspace, campaign_id) -> QuerySet[CampaignRun]:

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from audience.serializers import CountOutput  # noqa: F401 - one component for {"count": n}
 from campaigns.models import CampaignRun, Template
-from campaigns.selectors import campaign_progress, campaign_readiness, campaign_upcoming_runs
+from campaigns.selectors import campaign_summaries, campaign_upcoming_runs
 from common.serializers import StrictInputSerializer, reject_nul
 
 
@@ -182,13 +182,20 @@ class CampaignOutput(serializers.Serializer):
         field = serializers.DateTimeField()
         return [field.to_representation(run) for run in campaign_upcoming_runs(campaign=campaign)]
 
+    def _summary(self, campaign) -> dict:
+        # A list page passes summaries computed for the whole page at once (campaign_summaries).
+        summaries = self.context.get("summaries")
+        if summaries is None or campaign.pk not in summaries:
+            summaries = campaign_summaries(workspace=campaign.workspace, campaigns=[campaign])
+        return summaries[campaign.pk]
+
     @extend_schema_field(ReadinessOutput)
     def get_readiness(self, campaign):
-        return campaign_readiness(workspace=campaign.workspace, campaign=campaign)
+        return self._summary(campaign)["readiness"]
 
     @extend_schema_field(ProgressOutput)
     def get_progress(self, campaign):
-        return campaign_progress(campaign=campaign)
+        return self._summary(campaign)["progress"]
 
 
 class PreviewOutput(serializers.Serializer):

@@ -129,10 +129,21 @@ def test_list_rejects_unknown_status_filter(api):
 @pytest.mark.parametrize(
     ("method", "action"),
     [
-        ("get", ""), ("patch", ""), ("delete", ""), ("post", "send"), ("post", "schedule"),
-        ("post", "cancel-schedule"), ("post", "pause"), ("post", "resume"), ("post", "stop"),
-        ("post", "duplicate"), ("post", "count-recipient"), ("get", "preview"), ("get", "readiness"),
-        ("get", "send-plan"), ("get", "runs"),
+        ("get", ""),
+        ("patch", ""),
+        ("delete", ""),
+        ("post", "send"),
+        ("post", "schedule"),
+        ("post", "cancel-schedule"),
+        ("post", "pause"),
+        ("post", "resume"),
+        ("post", "stop"),
+        ("post", "duplicate"),
+        ("post", "count-recipient"),
+        ("get", "preview"),
+        ("get", "readiness"),
+        ("get", "send-plan"),
+        ("get", "runs"),
     ],
 )
 def test_another_workspaces_campaign_is_404(other_api, ready_campaign, method, action):
@@ -188,22 +199,54 @@ def test_reschedule_moves_the_time(api, ready_campaign):
         ({"scheduled_at": "2026-03-08T02:30:00", "timezone": "America/New_York"}, "scheduled_at"),
         ({"schedule_type": "weekly"}, "schedule_type"),
         ({}, "schedule_type"),
-        ({"schedule_type": "recurring", "recurring_config": {"frequency": "weekly", "time": "09:00",
-                                                             "time_zone": "UTC"}}, "recurring_config.days_of_week"),
-        ({"schedule_type": "recurring", "recurring_config": {"frequency": "monthly", "day_of_month": 32,
-                                                             "time": "09:00", "time_zone": "UTC"}},
-         "recurring_config.day_of_month"),
-        ({"schedule_type": "recurring", "recurring_config": {"frequency": "daily", "interval": 0, "time": "09:00",
-                                                             "time_zone": "UTC"}}, "recurring_config.interval"),
-        ({"schedule_type": "recurring", "recurring_config": {"frequency": "daily", "time": "25:00",
-                                                             "time_zone": "UTC"}}, "recurring_config.time"),
-        ({"schedule_type": "recurring", "recurring_config": {"frequency": "daily", "time": "09:00",
-                                                             "time_zone": "UTC", "end_date": "2026-05-01"}},
-         "recurring_config.end_date"),
-        ({"scheduled_at": "2026-07-01T09:00:00Z", "send_time_optimization": {"window_hours": 73}},
-         "send_time_optimization.window_hours"),
-        ({"scheduled_at": "2026-07-01T09:00:00Z", "send_time_optimization": {"window_hours": 0}},
-         "send_time_optimization.window_hours"),
+        (
+            {
+                "schedule_type": "recurring",
+                "recurring_config": {"frequency": "weekly", "time": "09:00", "time_zone": "UTC"},
+            },
+            "recurring_config.days_of_week",
+        ),
+        (
+            {
+                "schedule_type": "recurring",
+                "recurring_config": {"frequency": "monthly", "day_of_month": 32, "time": "09:00", "time_zone": "UTC"},
+            },
+            "recurring_config.day_of_month",
+        ),
+        (
+            {
+                "schedule_type": "recurring",
+                "recurring_config": {"frequency": "daily", "interval": 0, "time": "09:00", "time_zone": "UTC"},
+            },
+            "recurring_config.interval",
+        ),
+        (
+            {
+                "schedule_type": "recurring",
+                "recurring_config": {"frequency": "daily", "time": "25:00", "time_zone": "UTC"},
+            },
+            "recurring_config.time",
+        ),
+        (
+            {
+                "schedule_type": "recurring",
+                "recurring_config": {
+                    "frequency": "daily",
+                    "time": "09:00",
+                    "time_zone": "UTC",
+                    "end_date": "2026-05-01",
+                },
+            },
+            "recurring_config.end_date",
+        ),
+        (
+            {"scheduled_at": "2026-07-01T09:00:00Z", "send_time_optimization": {"window_hours": 73}},
+            "send_time_optimization.window_hours",
+        ),
+        (
+            {"scheduled_at": "2026-07-01T09:00:00Z", "send_time_optimization": {"window_hours": 0}},
+            "send_time_optimization.window_hours",
+        ),
         ({"scheduled_at": "2026-07-01T09:00:00Z", "colour": "red"}, "colour"),
     ],
 )
@@ -216,11 +259,17 @@ def test_invalid_schedule_is_400_naming_the_field_and_changes_nothing(api, ready
 
 
 def test_recurring_schedule_lists_upcoming_runs_across_dst(api, ready_campaign):
-    config = {"frequency": "weekly", "interval": 1, "days_of_week": [1], "time": "09:00",
-              "time_zone": "America/New_York"}
+    config = {
+        "frequency": "weekly",
+        "interval": 1,
+        "days_of_week": [1],
+        "time": "09:00",
+        "time_zone": "America/New_York",
+    }
     with time_machine.travel(datetime(2026, 10, 20, tzinfo=UTC), tick=False):
-        body = api.post(url(ready_campaign, "schedule"), {"schedule_type": "recurring", "recurring_config": config},
-                        format="json").json()
+        body = api.post(
+            url(ready_campaign, "schedule"), {"schedule_type": "recurring", "recurring_config": config}, format="json"
+        ).json()
     assert body["status"] == "scheduled"
     # Mondays at 09:00 New York: EDT (13:00Z) until 1 November, EST (14:00Z) after.
     assert body["upcoming_runs"][:3] == ["2026-10-26T13:00:00Z", "2026-11-02T14:00:00Z", "2026-11-09T14:00:00Z"]
@@ -228,8 +277,11 @@ def test_recurring_schedule_lists_upcoming_runs_across_dst(api, ready_campaign):
 
 
 def test_send_time_optimization_and_local_time_are_stored(api, ready_campaign):
-    payload = {"scheduled_at": "2026-07-01T09:00:00Z", "send_time_optimization": {"window_hours": 24},
-               "recipient_local_time": True}
+    payload = {
+        "scheduled_at": "2026-07-01T09:00:00Z",
+        "send_time_optimization": {"window_hours": 24},
+        "recipient_local_time": True,
+    }
     schedule = api.post(url(ready_campaign, "schedule"), payload, format="json").json()["schedule"]
     assert schedule["send_time_optimization"] == {"window_hours": 24}
     assert schedule["recipient_local_time"] is True
@@ -453,8 +505,10 @@ def test_preview_with_another_workspaces_contact_is_400(api, ready_campaign, oth
 
 def test_readiness_endpoint(api, workspace):
     campaign = CampaignFactory(workspace=workspace, subject="")
-    assert api.get(url(campaign, "readiness")).json() == {"can_send": False, "missing": ["subject", "sender_email",
-                                                                                       "audience"]}
+    assert api.get(url(campaign, "readiness")).json() == {
+        "can_send": False,
+        "missing": ["subject", "sender_email", "audience"],
+    }
 
 
 def test_readiness_treats_an_unverified_sender_domain_as_missing(api, ready_campaign, verified_domain):
@@ -492,8 +546,10 @@ def test_runs_lists_each_send(api, ready_campaign):
 
 
 def test_create_with_a_recurring_schedule_object(api, draft_payload, verified_domain):
-    schedule = {"schedule_type": "recurring", "recurring_config": {"frequency": "daily", "time": "09:00",
-                                                                   "time_zone": "Europe/London"}}
+    schedule = {
+        "schedule_type": "recurring",
+        "recurring_config": {"frequency": "daily", "time": "09:00", "time_zone": "Europe/London"},
+    }
     body = api.post("/api/v1/campaigns", {**draft_payload, "schedule": schedule}, format="json").json()
     assert body["status"] == "scheduled"
     assert body["schedule"]["schedule_type"] == "recurring"
@@ -505,3 +561,17 @@ def test_create_with_both_scheduled_at_and_schedule_is_400(api, draft_payload):
     response = api.post("/api/v1/campaigns", payload, format="json")
     assert response.status_code == 400
     assert "scheduled_at" in response.json()["error"]["details"]
+
+
+def test_list_costs_the_same_queries_for_one_or_many_campaigns(
+    api, ready_campaign, workspace, django_assert_max_num_queries
+):
+    for _ in range(30):
+        CampaignFactory(workspace=workspace, audience=ready_campaign.audience)
+    CampaignRunFactory(campaign=ready_campaign, status="sent", total=3, sent=3)
+    with django_assert_max_num_queries(10):
+        body = api.get("/api/v1/campaigns?page_size=50").json()
+    assert body["count"] == 31
+    listed = {c["id"]: c for c in body["results"]}
+    assert listed[str(ready_campaign.id)]["progress"] == {"total": 3, "sent": 3, "failed": 0, "pending": 0}
+    assert all(c["readiness"]["can_send"] for c in body["results"])
