@@ -184,9 +184,9 @@ class CampaignOutput(serializers.Serializer):
 
     def _summary(self, campaign) -> dict:
         # A list page passes summaries computed for the whole page at once (campaign_summaries).
-        summaries = self.context.get("summaries")
-        if summaries is None or campaign.pk not in summaries:
-            summaries = campaign_summaries(workspace=campaign.workspace, campaigns=[campaign])
+        summaries = self.context.setdefault("summaries", {})
+        if campaign.pk not in summaries:
+            summaries.update(campaign_summaries(workspace=campaign.workspace, campaigns=[campaign]))
         return summaries[campaign.pk]
 
     @extend_schema_field(ReadinessOutput)

@@ -212,6 +212,9 @@ DELIVERY_LEASE_EXPIRED_POLICY = os.environ.get("DELIVERY_LEASE_EXPIRED_POLICY", 
 
 # --- Delivery engine: the send path (delivery.services, docs/decisions/010) ---------------------------
 DELIVERY_CLAIM_TOLERANCE_SECONDS = int(os.environ.get("DELIVERY_CLAIM_TOLERANCE_SECONDS", "2"))
+# Per-message marks wait for the WAL flush only when this is on (docs/decisions/010): off doubles the send
+# rate; a killed worker is safe either way, a PostgreSQL crash may then resend the last ~0.6 s of messages.
+DELIVERY_DURABLE_MARKS = env_bool("DELIVERY_DURABLE_MARKS", False)
 # SMTP 4xx: retry after base, 2x base, ... (capped); after DELIVERY_MAX_ATTEMPTS the delivery is failed.
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "5"))
 DELIVERY_RETRY_BASE_SECONDS = int(os.environ.get("DELIVERY_RETRY_BASE_SECONDS", "60"))
