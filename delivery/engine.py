@@ -322,7 +322,9 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
         return planned[zone]
 
     recipients = campaign_recipients(workspace=campaign.workspace, campaign=campaign)
-    writer = _DeliveryWriter(run=run)
+    # A run with no rows yet (the usual first attempt, under the per-run lock) can COPY straight into the
+    # table; a re-run after a crash must skip the rows the first attempt wrote.
+    writer = _DeliveryWriter(run=run, fresh=not Delivery.objects.filter(run=run).exists())
     chunk: list[tuple] = []
     size = _setting("DELIVERY_FANOUT_CHUNK_SIZE")
     rows = recipients.order_by().values_list("id", "email", "timezone").iterator(chunk_size=size)
@@ -380,8 +382,9 @@ class _DeliveryWriter:
 
     VARYING = ("contact_id", "email", "send_at", "send_reason")
 
-    def __init__(self, *, run: CampaignRun):
+    def __init__(self, *, run: CampaignRun, fresh: bool = False):
         self.run = run
+        self.fresh = fresh
         self.written = 0
         fixed = {
             "workspace_id": run.workspace_id,
@@ -417,11 +420,13 @@ class _DeliveryWriter:
             # Each chunk's commit need not wait for its WAL flush: a crash loses at most the last chunks,
             # which the re-run writes again, and the run's final (synchronous) commit flushes them all.
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            cursor.execute(
-                "CREATE TEMPORARY TABLE _fan_out_stage ON COMMIT DROP AS "
-                f"SELECT {cols} FROM {table} WITH NO DATA"
-            )
-            with cursor.cursor.copy(f"COPY _fan_out_stage ({cols}) FROM STDIN") as copy:
+            target = table if self.fresh else "_fan_out_stage"
+            if not self.fresh:
+                cursor.execute(
+                    "CREATE TEMPORARY TABLE _fan_out_stage ON COMMIT DROP AS "
+                    f"SELECT {cols} FROM {table} WITH NO DATA"
+                )
+            with cursor.cursor.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
                 row = list(self.template)
                 p_contact, p_email, p_send_at, p_reason = self.positions
                 for contact_id, email, send_at, reason in chunk:
@@ -430,6 +435,9 @@ class _DeliveryWriter:
                     row[p_send_at] = send_at
                     row[p_reason] = reason
                     copy.write_row(row)
+            if self.fresh:
+                self.written += len(chunk)
+                return
             cursor.execute(
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _fan_out_stage ON CONFLICT DO NOTHING"
             )
