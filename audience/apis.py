@@ -25,21 +25,9 @@ from audience.serializers import (
 from common.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
 
 
-class _SchemaQuerysetMixin:
-    """Schema generation has no API key, hence no workspace: give drf-spectacular an empty queryset of
-    the model so it can type the path parameters."""
-
-    schema_model = None
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.schema_model.objects.none()
-        return super().get_queryset()
-
-
 @crud_schema("contact", ContactInput, ContactOutput, tags=["contacts"])
-class ContactViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
-    schema_model = Contact
+class ContactViewSet(WorkspaceCrudViewSet):
+    queryset = Contact.objects.none()  # for the schema only; requests use list_selector
     input_serializer_class = ContactInput
     output_serializer_class = ContactOutput
     filterset_class = ContactFilter
@@ -71,16 +59,14 @@ class ContactViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
 
 
 @extend_schema(tags=["contacts"])
-class ContactImportViewSet(
-    _SchemaQuerysetMixin, WorkspaceApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet
-):
-    schema_model = ContactImport
+class ContactImportViewSet(WorkspaceApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    queryset = ContactImport.objects.none()  # for the schema only; requests use list_selector
     serializer_class = ContactImportOutput
     lookup_value_converter = "uuid"
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return super().get_queryset()
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no workspace
+            return self.queryset
         return selectors.contact_import_list(workspace=self.workspace)
 
     @extend_schema(summary="List contact imports")
@@ -94,8 +80,8 @@ class ContactImportViewSet(
 
 
 @crud_schema("label", LabelInput, LabelOutput, tags=["labels"])
-class LabelViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
-    schema_model = Label
+class LabelViewSet(WorkspaceCrudViewSet):
+    queryset = Label.objects.none()  # for the schema only; requests use list_selector
     input_serializer_class = LabelInput
     output_serializer_class = LabelOutput
     filterset_class = LabelFilter
@@ -106,8 +92,8 @@ class LabelViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
 
 
 @crud_schema("segment", SegmentInput, SegmentOutput, tags=["segments"])
-class SegmentViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
-    schema_model = Segment
+class SegmentViewSet(WorkspaceCrudViewSet):
+    queryset = Segment.objects.none()  # for the schema only; requests use list_selector
     input_serializer_class = SegmentInput
     output_serializer_class = SegmentOutput
     filterset_class = SegmentFilter
@@ -136,8 +122,8 @@ class SegmentViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
 
 
 @crud_schema("suppression", SuppressionInput, SuppressionOutput, tags=["suppressions"])
-class SuppressionViewSet(_SchemaQuerysetMixin, WorkspaceCrudViewSet):
-    schema_model = Suppression
+class SuppressionViewSet(WorkspaceCrudViewSet):
+    queryset = Suppression.objects.none()  # for the schema only; requests use list_selector
     input_serializer_class = SuppressionInput
     output_serializer_class = SuppressionOutput
     filterset_class = SuppressionFilter
