@@ -36,6 +36,11 @@ def browser(monkeypatch):
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # ORM calls made while Playwright's loop runs get their own connection (Django keys connections by
+        # async context); close it here, in that context, or it outlives the test database.
+        from django.db import connections
+
+        connections.close_all()
 
 
 @pytest.fixture
