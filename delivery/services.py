@@ -271,9 +271,7 @@ class _Batch:
                         content=content, delivery_id=row.id, to_email=row.email, contact=row.contact
                     )
                 except TemplateRenderError as exc:
-                    self._end(
-                        row, S.QUEUED, S.FAILED, error=f"render: {exc.message} {exc.details or ''}".strip()
-                    )
+                    self._end(row, S.QUEUED, S.FAILED, error=f"render: {exc.message} {exc.details or ''}".strip())
                     continue
                 wait = self._admit(row)
                 if wait:
@@ -307,9 +305,7 @@ class _Batch:
         # Not marked: our lease was lost (expired and re-claimed) or the row was ended meanwhile.
         return marked.get(row.id) == S.SENDING
 
-    def _send_one(
-        self, transport: sending.Transport, row: Delivery, message: sending.OutgoingMessage
-    ) -> None:
+    def _send_one(self, transport: sending.Transport, row: Delivery, message: sending.OutgoingMessage) -> None:
         attempts = row.attempts + 1
         try:
             transport.send(message)
@@ -332,15 +328,11 @@ class _Batch:
                 self.result.retrying += 1
             return
         self.pending.append(
-            _Outcome(
-                row.id, S.SENDING, S.SENT, sent_at=timezone.now(), message_id=message.message_id, error=""
-            )
+            _Outcome(row.id, S.SENDING, S.SENT, sent_at=timezone.now(), message_id=message.message_id, error="")
         )
         self._count(row, "sent")
 
-    def _end(
-        self, row: Delivery, from_status: str, status: str, *, error: str, counter: str = "failed"
-    ) -> None:
+    def _end(self, row: Delivery, from_status: str, status: str, *, error: str, counter: str = "failed") -> None:
         self.pending.append(_Outcome(row.id, from_status, status, error=error[:500]))
         self._count(row, counter)
 
@@ -389,9 +381,7 @@ class _Batch:
         column("send_at", "send_at", wrap=_dt)
         bumped = [o.id for o in outcomes if o.attempt]
         if bumped:
-            sets.append(
-                f"attempts = attempts + CASE WHEN id IN ({_placeholders(len(bumped))}) THEN 1 ELSE 0 END"
-            )
+            sets.append(f"attempts = attempts + CASE WHEN id IN ({_placeholders(len(bumped))}) THEN 1 ELSE 0 END")
             params.extend(bumped)
         # A row given back to the queue (4xx retry) must be enqueued again by the dispatcher when due.
         requeued = [o.id for o in outcomes if o.status == S.QUEUED]
@@ -403,16 +393,22 @@ class _Batch:
         released = [o.id for o in outcomes if not o.keep_lease]
         if released:
             sets.append(
-                f"lease_until = CASE WHEN id IN ({_placeholders(len(released))}) THEN NULL "
-                "ELSE lease_until END"
+                f"lease_until = CASE WHEN id IN ({_placeholders(len(released))}) THEN NULL ELSE lease_until END"
             )
             params.extend(released)
         where = " OR ".join("(id = %s AND status = %s)" for _ in outcomes)
+        params.extend(o.id for o in outcomes)
         for o in outcomes:
             params.extend([o.id, o.from_status])
         params.append(_dt(self.lease))
+        # The rows are found by primary key. A plain `lease_until = %s` let PostgreSQL pick the lease index
+        # instead (a fresh lease value looks rare to the planner) and scan every row of the batch for each
+        # message: 0.8 ms a mark on a 500-row batch instead of 0.1 ms. IS NOT DISTINCT FROM is not indexable,
+        # so the lease stays a filter; the lease is never NULL here, so it means the same.
+        lease_match = "lease_until IS NOT DISTINCT FROM %s" if connection.vendor == "postgresql" else "lease_until = %s"
         sql = (
-            f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE ({where}) AND lease_until = %s RETURNING id, status"
+            f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE id IN ({_placeholders(len(outcomes))}) "
+            f"AND ({where}) AND {lease_match} RETURNING id, status"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
