@@ -7,17 +7,15 @@ from accounts import dns
 from accounts.models import ApiKey, SendingDomain, Workspace, normalize_domain
 from accounts.selectors import sending_domain_get
 from common import errors
+from common.db import unique_or_400
 from common.timezones import is_valid_timezone
 
 
 def workspace_create(*, name: str, timezone: str = "UTC") -> Workspace:
     name = _workspace_name(name)
     _check_timezone(timezone)
-    try:
-        with transaction.atomic():
-            return Workspace.objects.create(name=name, timezone=timezone)
-    except IntegrityError:
-        raise errors.ValidationError.for_field("name", f"A workspace named '{name}' already exists.") from None
+    with unique_or_400("name", f"A workspace named '{name}' already exists."):
+        return Workspace.objects.create(name=name, timezone=timezone)
 
 
 def workspace_update(*, workspace: Workspace, name: str | None = None, timezone: str | None = None) -> Workspace:
@@ -26,13 +24,8 @@ def workspace_update(*, workspace: Workspace, name: str | None = None, timezone:
     if timezone is not None:
         _check_timezone(timezone)
         workspace.timezone = timezone
-    try:
-        with transaction.atomic():
-            workspace.save(update_fields=["name", "timezone"])
-    except IntegrityError:
-        raise errors.ValidationError.for_field(
-            "name", f"A workspace named '{workspace.name}' already exists."
-        ) from None
+    with unique_or_400("name", f"A workspace named '{workspace.name}' already exists."):
+        workspace.save(update_fields=["name", "timezone"])
     return workspace
 
 
@@ -120,4 +113,3 @@ def sending_domain_mark_verified(*, workspace: Workspace, domain_id) -> SendingD
             domain.mark_verified(by="admin")
             domain.save()
     return domain
-

@@ -12,7 +12,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone as dj_timezone
 
 from accounts.models import Workspace
@@ -27,6 +27,7 @@ from audience.models import (
 )
 from audience.segments import rule_label_ids, validate_rules
 from common import errors
+from common.db import unique_or_400
 from common.timezones import is_valid_timezone
 
 logger = logging.getLogger(__name__)
@@ -48,24 +49,16 @@ def _clean_label_name(name: str) -> str:
 
 def label_create(*, workspace: Workspace, name: str) -> Label:
     name = _clean_label_name(name)
-    try:
-        with transaction.atomic():
-            return Label.objects.create(workspace=workspace, name=name)
-    except IntegrityError:
-        raise errors.ValidationError.for_field("name", f"A label named '{name}' already exists.") from None
+    with unique_or_400("name", f"A label named '{name}' already exists."):
+        return Label.objects.create(workspace=workspace, name=name)
 
 
 def label_update(*, workspace: Workspace, instance: Label, name: str = _UNSET) -> Label:
     _check_workspace(workspace, instance)
     if name is not _UNSET:
         instance.name = _clean_label_name(name)
-        try:
-            with transaction.atomic():
-                instance.save(update_fields=["name"])
-        except IntegrityError:
-            raise errors.ValidationError.for_field(
-                "name", f"A label named '{instance.name}' already exists."
-            ) from None
+        with unique_or_400("name", f"A label named '{instance.name}' already exists."):
+            instance.save(update_fields=["name"])
     return instance
 
 
@@ -74,9 +67,7 @@ def label_delete(*, workspace: Workspace, instance: Label) -> None:
     instance.delete()
 
 
-def _labels_of_workspace(
-    *, workspace: Workspace, label_ids: Iterable[UUID], field: str = "labels"
-) -> list[Label]:
+def _labels_of_workspace(*, workspace: Workspace, label_ids: Iterable[UUID], field: str = "labels") -> list[Label]:
     """The labels named by id, all of this workspace, or a 400 naming `field`. A label of another
     workspace is reported exactly like an unknown one."""
     try:
@@ -105,9 +96,7 @@ def _clean_contact_fields(data: dict) -> dict:
     if "timezone" in data:
         data["timezone"] = (data["timezone"] or "").strip()
         if data["timezone"] and not is_valid_timezone(data["timezone"]):
-            problems["timezone"] = [
-                f"'{data['timezone']}' is not a known IANA timezone (e.g. 'Europe/London')."
-            ]
+            problems["timezone"] = [f"'{data['timezone']}' is not a known IANA timezone (e.g. 'Europe/London')."]
     if "attributes" in data:
         try:
             validate_attributes(data["attributes"])
@@ -120,8 +109,8 @@ def _clean_contact_fields(data: dict) -> dict:
     return data
 
 
-def _duplicate_email(email: str) -> errors.ValidationError:
-    return errors.ValidationError.for_field("email", f"A contact with email '{email}' already exists.")
+def _duplicate_email(email: str) -> str:
+    return f"A contact with email '{email}' already exists."
 
 
 def contact_create(
@@ -139,14 +128,9 @@ def contact_create(
         {"email": email, "timezone": timezone, "attributes": attributes or {}, "status": status}
     )
     label_objs = _labels_of_workspace(workspace=workspace, label_ids=labels)
-    try:
-        with transaction.atomic():
-            contact = Contact.objects.create(
-                workspace=workspace, first_name=first_name, last_name=last_name, **data
-            )
-            contact.labels.set(label_objs)
-    except IntegrityError:
-        raise _duplicate_email(data["email"]) from None
+    with unique_or_400("email", _duplicate_email(data["email"])):
+        contact = Contact.objects.create(workspace=workspace, first_name=first_name, last_name=last_name, **data)
+        contact.labels.set(label_objs)
     return contact
 
 
@@ -167,13 +151,10 @@ def contact_update(
     label_objs = None if labels is _UNSET else _labels_of_workspace(workspace=workspace, label_ids=labels)
     for name, value in data.items():
         setattr(instance, name, value)
-    try:
-        with transaction.atomic():
-            instance.save()
-            if label_objs is not None:
-                instance.labels.set(label_objs)
-    except IntegrityError:
-        raise _duplicate_email(instance.email) from None
+    with unique_or_400("email", _duplicate_email(instance.email)):
+        instance.save()
+        if label_objs is not None:
+            instance.labels.set(label_objs)
     return instance
 
 
@@ -198,9 +179,7 @@ def segment_rules_check(*, workspace: Workspace, rules: Any) -> None:
     """Valid grammar, and every label it names is a label of this workspace."""
     validate_rules(rules)
     wanted = rule_label_ids(rules)
-    known = set(
-        Label.objects.filter(workspace=workspace, id__in=[i for _, i in wanted]).values_list("id", flat=True)
-    )
+    known = set(Label.objects.filter(workspace=workspace, id__in=[i for _, i in wanted]).values_list("id", flat=True))
     for path, label_id in wanted:
         if label_id not in known:
             raise errors.ValidationError(
@@ -212,29 +191,19 @@ def segment_rules_check(*, workspace: Workspace, rules: Any) -> None:
 def segment_create(*, workspace: Workspace, name: str, rules: Any) -> Segment:
     name = _clean_segment_name(name)
     segment_rules_check(workspace=workspace, rules=rules)
-    try:
-        with transaction.atomic():
-            return Segment.objects.create(workspace=workspace, name=name, rules=rules)
-    except IntegrityError:
-        raise errors.ValidationError.for_field("name", f"A segment named '{name}' already exists.") from None
+    with unique_or_400("name", f"A segment named '{name}' already exists."):
+        return Segment.objects.create(workspace=workspace, name=name, rules=rules)
 
 
-def segment_update(
-    *, workspace: Workspace, instance: Segment, name: str = _UNSET, rules: Any = _UNSET
-) -> Segment:
+def segment_update(*, workspace: Workspace, instance: Segment, name: str = _UNSET, rules: Any = _UNSET) -> Segment:
     _check_workspace(workspace, instance)
     if name is not _UNSET:
         instance.name = _clean_segment_name(name)
     if rules is not _UNSET:
         segment_rules_check(workspace=workspace, rules=rules)
         instance.rules = rules
-    try:
-        with transaction.atomic():
-            instance.save()
-    except IntegrityError:
-        raise errors.ValidationError.for_field(
-            "name", f"A segment named '{instance.name}' already exists."
-        ) from None
+    with unique_or_400("name", f"A segment named '{instance.name}' already exists."):
+        instance.save()
     return instance
 
 
@@ -261,15 +230,10 @@ def _clean_suppression(data: dict) -> dict:
     return data
 
 
-def suppression_create(
-    *, workspace: Workspace, email: str, reason: str = Suppression.Reason.MANUAL
-) -> Suppression:
+def suppression_create(*, workspace: Workspace, email: str, reason: str = Suppression.Reason.MANUAL) -> Suppression:
     data = _clean_suppression({"email": email, "reason": reason})
-    try:
-        with transaction.atomic():
-            return Suppression.objects.create(workspace=workspace, **data)
-    except IntegrityError:
-        raise errors.ValidationError.for_field("email", f"'{data['email']}' is already suppressed.") from None
+    with unique_or_400("email", f"'{data['email']}' is already suppressed."):
+        return Suppression.objects.create(workspace=workspace, **data)
 
 
 def suppression_update(*, workspace: Workspace, instance: Suppression, **fields: Any) -> Suppression:
@@ -279,13 +243,8 @@ def suppression_update(*, workspace: Workspace, instance: Suppression, **fields:
         raise errors.ValidationError(details={name: ["Unknown field."] for name in sorted(unknown)})
     for name, value in _clean_suppression(dict(fields)).items():
         setattr(instance, name, value)
-    try:
-        with transaction.atomic():
-            instance.save()
-    except IntegrityError:
-        raise errors.ValidationError.for_field(
-            "email", f"'{instance.email}' is already suppressed."
-        ) from None
+    with unique_or_400("email", f"'{instance.email}' is already suppressed."):
+        instance.save()
     return instance
 
 
@@ -323,10 +282,7 @@ def _header(reader: Iterator[list[str]]) -> list[str]:
         raw = next(reader)
     except StopIteration:
         raise errors.ValidationError.for_field("file", "The file is empty; it needs a header row.") from None
-    header = [
-        column.strip().lower() if column.strip().lower() in IMPORT_COLUMNS else column.strip()
-        for column in raw
-    ]
+    header = [column.strip().lower() if column.strip().lower() in IMPORT_COLUMNS else column.strip() for column in raw]
     if "email" not in header:
         raise errors.ValidationError.for_field(
             "file", "The header row has no 'email' column (expected e.g. email,first_name,last_name)."
@@ -335,9 +291,7 @@ def _header(reader: Iterator[list[str]]) -> list[str]:
         raise errors.ValidationError.for_field("file", "The header row has an empty column name.")
     duplicates = sorted({column for column in header if header.count(column) > 1})
     if duplicates:
-        raise errors.ValidationError.for_field(
-            "file", f"The header repeats column(s): {', '.join(duplicates)}."
-        )
+        raise errors.ValidationError.for_field("file", f"The header repeats column(s): {', '.join(duplicates)}.")
     return header
 
 
@@ -374,9 +328,7 @@ def contact_import_start(*, workspace: Workspace, filename: str, fileobj: Binary
                 failure_reason="The task queue was unreachable; upload the file again.",
                 finished_at=dj_timezone.now(),
             )
-            raise errors.ServiceUnavailable(
-                "The task queue is unreachable; the import was not started."
-            ) from exc
+            raise errors.ServiceUnavailable("The task queue is unreachable; the import was not started.") from exc
 
     with transaction.atomic():
         contact_import = contact_import_create(workspace=workspace, filename=filename, fileobj=fileobj)
@@ -386,9 +338,7 @@ def contact_import_start(*, workspace: Workspace, filename: str, fileobj: Binary
     return contact_import
 
 
-def contact_import_process(
-    *, import_id: UUID | str, on_progress: Callable[[int], None] | None = None
-) -> bool:
+def contact_import_process(*, import_id: UUID | str, on_progress: Callable[[int], None] | None = None) -> bool:
     """Upsert the contacts of a pending import in chunks. Returns False (and does nothing) when the import
     is not pending any more: a redelivered task or a second call never processes a file twice."""
     claimed = ContactImport.objects.filter(pk=import_id, status=ContactImport.Status.PENDING).update(
@@ -463,9 +413,7 @@ def _parse_row(line: int, header: list[str], cells: list[str]) -> tuple[_Row | N
             if len(name) > 100:
                 problems["labels"] = [f"Label '{name[:20]}…' is longer than 100 characters."]
             labels.append(name)
-    attributes = {
-        column: value for column, value in values.items() if column not in IMPORT_COLUMNS and value != ""
-    }
+    attributes = {column: value for column, value in values.items() if column not in IMPORT_COLUMNS and value != ""}
     if problems:
         return None, {"line": line, "email": email, "errors": problems}
     return _Row(line, email, fields, attributes, labels), None
@@ -500,9 +448,7 @@ def _process_rows(contact_import: ContactImport, on_progress: Callable[[int], No
             on_progress(len(chunk))
 
 
-def _process_chunk(
-    contact_import: ContactImport, header: list[str], records: list[tuple[int, list[str]]]
-) -> None:
+def _process_chunk(contact_import: ContactImport, header: list[str], records: list[tuple[int, list[str]]]) -> None:
     workspace = contact_import.workspace
     row_errors: list[dict] = []
     rows: dict[str, _Row] = {}
@@ -539,9 +485,7 @@ def _process_chunk(
                     validate_attributes(contact.attributes)
                 except DjangoValidationError as exc:
                     row = rows.pop(contact.email)
-                    row_errors.append(
-                        {"line": row.line, "email": row.email, "errors": {"attributes": exc.messages}}
-                    )
+                    row_errors.append({"line": row.line, "email": row.email, "errors": {"attributes": exc.messages}})
                     continue
                 kept.append(contact)
             fields = ["first_name", "last_name", "timezone", "status", "attributes", "updated_at"]
@@ -574,9 +518,7 @@ def _attach_labels(workspace: Workspace, rows: dict[str, _Row]) -> None:
     names = {name for row in rows.values() for name in row.labels}
     if not names:
         return
-    Label.objects.bulk_create(
-        [Label(workspace=workspace, name=name) for name in names], ignore_conflicts=True
-    )
+    Label.objects.bulk_create([Label(workspace=workspace, name=name) for name in names], ignore_conflicts=True)
     label_ids = dict(Label.objects.filter(workspace=workspace, name__in=names).values_list("name", "id"))
     # Ids re-read by email: an upsert that hit a conflict keeps the stored row's id, not the one we made.
     contact_ids = dict(

@@ -5,7 +5,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Workspace
@@ -15,6 +15,7 @@ from campaigns import scheduling
 from campaigns.models import Campaign, CampaignRun, Template
 from campaigns.selectors import campaign_readiness
 from common import errors
+from common.db import unique_or_400
 from common.rendering import validate_template
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,8 @@ def template_delete(*, workspace: Workspace, instance: Template) -> None:
 
 
 def _template_save(template: Template) -> Template:
-    try:
-        with transaction.atomic():
-            template.save()
-    except IntegrityError:
-        raise errors.ValidationError.for_field(
-            "name", f"A template named '{template.name}' already exists in this workspace."
-        ) from None
+    with unique_or_400("name", f"A template named '{template.name}' already exists in this workspace."):
+        template.save()
     return template
 
 

@@ -1,0 +1,28 @@
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import IntegrityError, transaction
+
+from common import errors
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(exc)  # SQLite, the development default
+
+
+@contextmanager
+def unique_or_400(field: str, message: str) -> Iterator[None]:
+    """Run the block in a savepoint; a unique-constraint violation becomes a 400 naming `field`.
+
+    The database constraint, not a check-then-insert, is what keeps a name unique under concurrent
+    requests. Any other integrity error (a broken reference) is a bug and propagates."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        raise errors.ValidationError.for_field(field, message) from None
