@@ -76,21 +76,7 @@ class CampaignForm(forms.ModelForm):
         ]
 
     # Fields the services take, in the shape they take them (see `_service_value`).
-    SERVICE_FIELDS = (
-        "name",
-        "category",
-        "labels",
-        "subject",
-        "preheader",
-        "from_name",
-        "from_email",
-        "reply_to",
-        "template",
-        "html",
-        "text",
-        "audience",
-        "tracking",
-    )
+    SERVICE_FIELDS = tuple(name for name in Meta.fields if name != "workspace")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
