@@ -2,6 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
+from common.smtp_sink import SmtpSink
 from tests.factories import WorkspaceFactory
 
 
@@ -51,3 +52,17 @@ def _clear_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def sink(settings):
+    """A real SMTP server, and Django's SMTP backend pointed at it (for delivery and transactional tests)."""
+    with SmtpSink() as smtp:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = smtp.host
+        settings.EMAIL_PORT = smtp.port
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_USE_SSL = False
+        yield smtp

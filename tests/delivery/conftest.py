@@ -1,7 +1,6 @@
 import pytest
 
 from campaigns.models import Campaign
-from common.smtp_sink import SmtpSink
 from tests.factories import CampaignFactory, CampaignRunFactory, ContactFactory, DeliveryFactory
 
 HTML = (
@@ -41,17 +40,3 @@ def make_deliveries(run):
         return deliveries
 
     return make
-
-
-@pytest.fixture
-def sink(settings):
-    """A real SMTP server, and Django's SMTP backend pointed at it (the fast path)."""
-    with SmtpSink() as smtp:
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST = smtp.host
-        settings.EMAIL_PORT = smtp.port
-        settings.EMAIL_HOST_USER = ""
-        settings.EMAIL_HOST_PASSWORD = ""
-        settings.EMAIL_USE_TLS = False
-        settings.EMAIL_USE_SSL = False
-        yield smtp

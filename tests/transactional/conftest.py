@@ -4,7 +4,6 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from common.smtp_sink import SmtpSink
 from tests.factories import SendingDomainFactory
 
 URL = "/api/v1/transactional"
@@ -62,17 +61,3 @@ def _empty_queues():
     # Earlier tests' tasks must not count in this test's queue lengths.
     purge_queues()
     yield
-
-
-@pytest.fixture
-def sink(settings):
-    """A real SMTP server in this process, and Django's SMTP backend pointed at it."""
-    with SmtpSink() as smtp:
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST = smtp.host
-        settings.EMAIL_PORT = smtp.port
-        settings.EMAIL_HOST_USER = ""
-        settings.EMAIL_HOST_PASSWORD = ""
-        settings.EMAIL_USE_TLS = False
-        settings.EMAIL_USE_SSL = False
-        yield smtp
