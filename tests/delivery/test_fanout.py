@@ -1,14 +1,16 @@
 """Fan-out of a campaign run into Delivery rows (delivery.engine.run_fan_out), on real PostgreSQL."""
 
+import math
 from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from django.db import connection
 
 from audience.models import Contact
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, CampaignRun
-from delivery.engine import run_fan_out
+from delivery.engine import _DeliveryWriter, run_fan_out
 from delivery.models import Delivery
 from tests.factories import (
     CampaignFactory,
@@ -18,6 +20,10 @@ from tests.factories import (
     SendingDomainFactory,
     SuppressionFactory,
 )
+
+# The delivery-side writer of Delivery rows, which the fan-out hands its chunks to. Observed, never replaced;
+# if it or run_fan_out move (or the writer becomes a public service), only the imports above change.
+DeliveryWriter = _DeliveryWriter
 
 
 @pytest.fixture
@@ -100,14 +106,41 @@ def test_a_second_fan_out_task_of_a_finished_fan_out_does_nothing(workspace, mem
     assert Delivery.objects.filter(run=run).count() == 3
 
 
-def test_fan_out_streams_in_chunks_smaller_than_the_audience(workspace, members, settings):
-    settings.DELIVERY_FANOUT_CHUNK_SIZE = 4
-    ContactFactory.create_batch(11, workspace=workspace, labels=[members])
+def test_fan_out_streams_in_chunks_smaller_than_the_audience(workspace, members, settings, monkeypatch):
+    size = settings.DELIVERY_FANOUT_CHUNK_SIZE = 4
+    contacts = ContactFactory.create_batch(4 * size + 1, workspace=workspace, labels=[members])
     run = pending_run(workspace, members)
+    # Observe (never replace) the delivery-side writer the fan-out hands its rows to: the real write runs.
+    # At each write, note its size and whether the audience query is still open on the server: rows
+    # written while the audience is still being read are streamed, not loaded whole first.
+    writes: list[tuple[int, bool]] = []
+    real_write = DeliveryWriter.write
+
+    def observed_write(self, chunk, *args, **kwargs):
+        chunk = list(chunk)
+        writes.append((len(chunk), audience_cursor_is_open()))
+        return real_write(self, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryWriter, "write", observed_write)
 
     result = run_fan_out(run_id=run.id)
 
-    assert (result.written, result.total) == (11, 11)
+    assert (result.written, result.total) == (len(contacts), len(contacts))
+    assert set(Delivery.objects.filter(run=run).values_list("contact_id", flat=True)) == {c.id for c in contacts}
+    sizes = [n for n, _ in writes]
+    # 17 rows, chunks of at most 4: never the whole audience in one write, and no more writes than needed.
+    assert sum(sizes) == len(contacts)
+    assert max(sizes) <= size, f"a write larger than the chunk size: {sizes}"
+    assert len(sizes) == math.ceil(len(contacts) / size), f"not ceil(N / chunk size) writes: {sizes}"
+    # Every write but the last happens while the audience cursor is still open (the last may follow its end).
+    assert all(open_ for _, open_ in writes[:-1]), f"the audience was read whole before writing: {writes}"
+
+
+def audience_cursor_is_open() -> bool:
+    """Whether this session has a server-side cursor open on the contacts table (Django's iterator())."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_cursors")
+        return any(Contact._meta.db_table in statement for (statement,) in cursor.fetchall())
 
 
 def test_recipients_in_three_timezones_get_the_wall_time_in_their_own_zone(workspace, members):
