@@ -5,12 +5,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from campaigns import services
 from campaigns.errors import CampaignTransitionInProgress
 from campaigns.models import Campaign, CampaignRun
 from common.errors import ApplicationError
+from tests.threads import in_background, run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,27 +19,20 @@ THREADS = 20
 
 
 def run_concurrently(calls):
-    """Start every call at the same instant (a barrier), each in its own thread and DB connection.
-    Returns [(kind, "ok" | error code)]."""
-    barrier = threading.Barrier(len(calls))
-    results = [None] * len(calls)
+    """Start every call at the same instant, each in its own thread and DB connection.
+    Returns [(kind, "ok" | error code)]; any other exception in a thread fails the test."""
 
-    def worker(index, kind, call):
-        try:
-            barrier.wait()
-            call()
-            results[index] = (kind, "ok")
-        except ApplicationError as exc:
-            results[index] = (kind, exc.code)
-        finally:
-            connection.close()
+    def outcome(kind, call):
+        def run():
+            try:
+                call()
+            except ApplicationError as exc:
+                return (kind, exc.code)
+            return (kind, "ok")
 
-    threads = [threading.Thread(target=worker, args=(i, kind, call)) for i, (kind, call) in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+        return run
+
+    return run_threads(*(outcome(kind, call) for kind, call in calls))
 
 
 def future(minutes: int) -> str:
@@ -113,17 +107,11 @@ def test_a_change_that_cannot_get_the_lock_promptly_is_409(ready_campaign, setti
             Campaign.objects.select_for_update().get(pk=ready_campaign.pk)
             holding.set()
             release.wait(10)
-        connection.close()
 
-    holder = threading.Thread(target=hold_lock)
-    holder.start()
-    holding.wait(10)
-    try:
+    with in_background(hold_lock, stop=release.set):
+        assert holding.wait(10), "the other transaction never took the lock"
         with pytest.raises(CampaignTransitionInProgress):
             services.campaign_send_now(workspace=ready_campaign.workspace, campaign_id=ready_campaign.id)
-    finally:
-        release.set()
-        holder.join()
     ready_campaign.refresh_from_db()
     assert ready_campaign.status == Campaign.Status.DRAFT
 
@@ -137,15 +125,9 @@ def test_transition_in_progress_is_a_409_envelope_over_the_api(api, ready_campai
             Campaign.objects.select_for_update().get(pk=ready_campaign.pk)
             holding.set()
             release.wait(10)
-        connection.close()
 
-    holder = threading.Thread(target=hold_lock)
-    holder.start()
-    holding.wait(10)
-    try:
+    with in_background(hold_lock, stop=release.set):
+        assert holding.wait(10), "the other transaction never took the lock"
         response = api.post(f"/api/v1/campaigns/{ready_campaign.id}/cancel-schedule")
-    finally:
-        release.set()
-        holder.join()
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "CAMPAIGN_TRANSITION_IN_PROGRESS"

@@ -21,6 +21,7 @@ from tests.factories import (
     LabelFactory,
     SendingDomainFactory,
 )
+from tests.threads import run_threads
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 
@@ -120,25 +121,18 @@ def test_a_tick_that_finds_the_dispatch_lock_taken_does_nothing(workspace, audie
 @pytest.mark.django_db(transaction=True)
 def test_two_dispatchers_at_once_launch_each_run_once(audience, workspace):
     campaign = schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-    barrier = threading.Barrier(4)
-    launches: list[int] = []
+    # All ticks are done before any launch; a thread that fails breaks the barrier for the others.
+    ticked = threading.Barrier(4, timeout=10)
 
-    def beat() -> None:
-        try:
-            barrier.wait()
-            launches.append(engine.dispatch_due(now=T0).launches)
-            barrier.wait()
-            engine.launch_due(campaign_id=campaign.id, due_at=T0, now=T0)
-        finally:
-            connections.close_all()
+    def beat() -> int:
+        launches = engine.dispatch_due(now=T0).launches
+        ticked.wait()
+        engine.launch_due(campaign_id=campaign.id, due_at=T0, now=T0)
+        return launches
 
-    threads = [threading.Thread(target=beat) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    launches = run_threads(*[beat] * 4)
 
-    assert sum(launches) == 1
+    assert sorted(launches) == [0, 0, 0, 1]
     assert CampaignRun.objects.filter(campaign=campaign).count() == 1
 
 
