@@ -1,4 +1,4 @@
-"""Operators' side of accounts (DESIGN.md §3). Saves and actions call the same services as the API;
+"""Operators' side of accounts (docs/architecture.md#tenancy). Saves and actions call the same services as the API;
 the forms check the same rules first so that a mistake is a form error, not a server error."""
 
 from django import forms

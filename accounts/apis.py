@@ -3,9 +3,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 
 from accounts import selectors, services
+from accounts.api import WorkspaceCrudViewSet, crud_schema
 from accounts.models import SendingDomain
 from accounts.serializers import SendingDomainInput, SendingDomainOutput
-from common.api import WorkspaceCrudViewSet, crud_schema
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

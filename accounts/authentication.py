@@ -1,5 +1,5 @@
-"""Bearer API keys (DESIGN.md §3). The authenticated principal carries the workspace; views read it
-from `request.workspace`, set by common.api.WorkspaceApiMixin."""
+"""Bearer API keys (docs/architecture.md#tenancy). The authenticated principal carries the workspace; views read it
+from `request.workspace`, set by accounts.api.WorkspaceApiMixin."""
 
 from dataclasses import dataclass
 

@@ -1,4 +1,4 @@
-"""The one place the product asks DNS anything (sending-domain verification, DESIGN.md §3)."""
+"""The one place the product asks DNS anything (sending-domain verification, docs/architecture.md#tenancy)."""
 
 import dns.exception
 import dns.resolver

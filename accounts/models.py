@@ -10,7 +10,7 @@ from common.timezones import validate_timezone_name
 
 
 class Workspace(models.Model):
-    """The tenant. Every object of the product belongs to exactly one workspace (DESIGN.md §3)."""
+    """The tenant. Every object of the product belongs to exactly one workspace (docs/architecture.md#tenancy)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200, unique=True)

@@ -1,4 +1,4 @@
-"""Audience endpoints (DESIGN.md §3): parse, call one selector or service, render."""
+"""Audience endpoints (docs/architecture.md#tenancy): parse, call one selector or service, render."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from accounts.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
 from audience import selectors, services
 from audience.filters import ContactFilter, LabelFilter, SegmentFilter, SuppressionFilter
 from audience.models import Contact, ContactImport, Label, Segment, Suppression
@@ -22,7 +23,6 @@ from audience.serializers import (
     SuppressionInput,
     SuppressionOutput,
 )
-from common.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
 
 
 @crud_schema("contact", ContactInput, ContactOutput, tags=["contacts"])

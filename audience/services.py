@@ -253,6 +253,30 @@ def suppression_delete(*, workspace: Workspace, instance: Suppression) -> None:
     instance.delete()
 
 
+# What the mail itself tells us (a hard bounce, a complaint, an unsubscribe link): the send path and the
+# tracking endpoints call these, so every contact status change and suppression has one code path.
+_STATUS_OF_REASON = {
+    Suppression.Reason.BOUNCED: Contact.Status.BOUNCED,
+    Suppression.Reason.COMPLAINED: Contact.Status.COMPLAINED,
+    Suppression.Reason.UNSUBSCRIBED: Contact.Status.UNSUBSCRIBED,
+}
+
+
+def contact_suppress(*, workspace_id: UUID, email: str, reason: str, contact_id: UUID | None = None) -> bool:
+    """Put the address on the workspace's suppression list and move a subscribed contact to the status the
+    reason means (bounced, complained, unsubscribed). Idempotent; an earlier suppression keeps its reason.
+    Returns whether anything changed."""
+    status = _STATUS_OF_REASON[reason]
+    with transaction.atomic():
+        _, created = Suppression.objects.get_or_create(
+            workspace_id=workspace_id, email=normalize_email(email), defaults={"reason": reason}
+        )
+        contacts = Contact.objects.filter(workspace_id=workspace_id, status=Contact.Status.SUBSCRIBED)
+        contacts = contacts.filter(pk=contact_id) if contact_id else contacts.filter(email=normalize_email(email))
+        changed = contacts.update(status=status, updated_at=dj_timezone.now())
+    return created or bool(changed)
+
+
 def _check_workspace(workspace: Workspace, instance) -> None:
     # Views hand over objects found in the workspace's queryset; this keeps any other caller honest.
     if instance.workspace_id != workspace.id:

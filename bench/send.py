@@ -127,6 +127,7 @@ def run_ours(workspace, label, n: int, *, concurrency: int, profile: str | None 
     """Fan out with the engine (in this process: its send tasks wait in Redis), then start real bulk
     workers and time the sends at the sink. While they send, this process plays beat's dispatcher tick
     every 2 s (the fan-out enqueues what the backpressure budget allows; the ticks enqueue the rest)."""
+    from campaigns import launching
     from campaigns.models import CampaignRun
     from campaigns.services import campaign_send_now
     from delivery import engine
@@ -138,7 +139,7 @@ def run_ours(workspace, label, n: int, *, concurrency: int, profile: str | None 
     campaign_send_now(workspace=workspace, campaign_id=c.id)
     run = CampaignRun.objects.get(campaign=c)
     t = time.monotonic()
-    engine.run_fan_out(run_id=run.id)
+    launching.run_fan_out(run_id=run.id)
     fan_out = time.monotonic() - t
     planned = Delivery.objects.filter(run=run).count()
     assert planned == n, f"fan-out planned {planned} of {n}"

@@ -78,9 +78,9 @@ class TemplateAdmin(admin.ModelAdmin):
 
 # --- Campaigns ---------------------------------------------------------------------------------------------
 #
-# Operators' side of DESIGN.md §6. Every save and every action calls one service of campaigns.services with
-# the campaign's own workspace (admin users see all workspaces); a service's refusal is shown with its API
-# error code, never as a server error.
+# Operators' side of campaigns (docs/architecture.md). Every save and every action calls one service of
+# campaigns.services with the campaign's own workspace (admin users see all workspaces); a service's refusal
+# is shown with its API error code, never as a server error.
 
 STATUS_COLOURS = {
     Campaign.Status.DRAFT: "#6c757d",

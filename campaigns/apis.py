@@ -1,10 +1,11 @@
-"""Campaign and template endpoints (DESIGN.md §6): parse, call one service or selector, render."""
+"""Campaign and template endpoints (docs/architecture.md#campaigns): parse, call one service or selector, render."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
 from campaigns import selectors, services
 from campaigns.filters import CampaignFilter
 from campaigns.models import Campaign, Template
@@ -21,7 +22,6 @@ from campaigns.serializers import (
     TemplateInput,
     TemplateOutput,
 )
-from common.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
 from common.schema import error_response
 
 

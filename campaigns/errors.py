@@ -1,4 +1,4 @@
-"""Campaign errors of DESIGN.md §4, in the one hierarchy of common.errors."""
+"""Campaign errors of docs/architecture.md#errors, in the one hierarchy of common.errors."""
 
 from common.errors import ApplicationError
 

@@ -93,7 +93,7 @@ class Campaign(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["workspace", "status"], name="campaign_ws_status_idx"),
-            # The dispatcher's claim query: due scheduled campaigns only (DESIGN.md §8, partial index).
+            # The dispatcher's claim query: due scheduled campaigns only (partial index).
             models.Index(
                 fields=["next_run_at"],
                 name="campaign_due_idx",
@@ -118,7 +118,7 @@ class Campaign(models.Model):
 
 class CampaignRun(models.Model):
     """One send of a campaign; a recurring campaign has one per occurrence. Totals are counters kept by
-    the delivery engine (DESIGN.md §8: progress by counters, not chords)."""
+    the delivery engine (docs/architecture.md#delivery-engine: progress by counters, not chords)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"

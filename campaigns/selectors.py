@@ -1,12 +1,22 @@
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.models import SendingDomain, Workspace, normalize_domain
+from audience.models import Contact
+from audience.selectors import audience_sendable
 from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
+from campaigns.scheduling import RecurringConfig, upcoming_runs
 from common import errors
+from common.rendering import contact_context
+from common.timerules import to_utc_iso
+from delivery.content import MessageContent, render_parts, resolve_content
+from delivery.models import Delivery
 
 
 def template_list(*, workspace: Workspace) -> QuerySet[Template]:
@@ -53,9 +63,7 @@ def campaign_get(*, workspace: Workspace, campaign_id) -> Campaign:
 
 
 def campaign_recipients(*, workspace: Workspace, campaign: Campaign) -> QuerySet:
-    """The campaign's sendable recipients now, in one SQL query (DESIGN.md §8)."""
-    from audience.selectors import audience_sendable
-
+    """The campaign's sendable recipients now, in one SQL query (docs/architecture.md#delivery-engine)."""
     audience = campaign.audience or {}
     return audience_sendable(
         workspace=workspace,
@@ -66,18 +74,41 @@ def campaign_recipients(*, workspace: Workspace, campaign: Campaign) -> QuerySet
     )
 
 
-def campaign_effective_content(*, campaign: Campaign) -> dict[str, str]:
-    """Subject, html and text to send: the campaign's own, each falling back to its template's."""
+def campaign_message_content(*, campaign: Campaign) -> MessageContent:
+    """What the campaign's messages say and who sends them, decided once for preview, readiness and the
+    send path (delivery.content.resolve_content: each part its own, else its template's)."""
     template = campaign.template
-    return {
-        "subject": campaign.subject or (template.subject if template else ""),
-        "html": campaign.html or (template.html if template else ""),
-        "text": campaign.text or (template.text if template else ""),
-    }
+    subject, html, text = resolve_content(
+        subject=campaign.subject,
+        html=campaign.html,
+        text=campaign.text,
+        template_subject=template.subject if template else "",
+        template_html=template.html if template else "",
+        template_text=template.text if template else "",
+    )
+    tracking = campaign.tracking if isinstance(campaign.tracking, dict) else {}
+    return MessageContent(
+        subject=subject,
+        html=html,
+        text=text,
+        from_email=campaign.from_email,
+        from_name=campaign.from_name,
+        reply_to=campaign.reply_to,
+        preheader=campaign.preheader,
+        track_opens=bool(tracking.get("opens")),
+        track_clicks=bool(tracking.get("clicks")),
+        substitution_data=campaign.substitution_data if isinstance(campaign.substitution_data, dict) else {},
+    )
+
+
+def campaign_effective_content(*, campaign: Campaign) -> dict[str, str]:
+    """Subject, html and text to send (see campaign_message_content)."""
+    content = campaign_message_content(campaign=campaign)
+    return {"subject": content.subject, "html": content.html, "text": content.text}
 
 
 def campaign_readiness(*, workspace: Workspace, campaign: Campaign) -> dict:
-    """{can_send, missing} with `missing` in the order of DESIGN.md §6."""
+    """{can_send, missing} with `missing` in the order of docs/architecture.md#campaigns."""
     return campaign_summaries(workspace=workspace, campaigns=[campaign])[campaign.pk]["readiness"]
 
 
@@ -85,8 +116,6 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
     """Readiness and progress of many campaigns (a list page) in a fixed number of queries: the
     workspace's verified domains once, one audience check per distinct audience, the latest runs at once."""
     import json
-
-    from accounts.models import SendingDomain
 
     verified = set(SendingDomain.objects.filter(workspace=workspace, verified=True).values_list("domain", flat=True))
     audience_ok: dict[str, bool] = {}
@@ -118,8 +147,6 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
 
 
 def _sender_domain(email: str) -> str | None:
-    from accounts.models import normalize_domain
-
     try:
         return normalize_domain(email.rpartition("@")[2])
     except ValueError:
@@ -127,8 +154,6 @@ def _sender_domain(email: str) -> str | None:
 
 
 def _latest_runs(campaigns: list[Campaign]) -> dict:
-    from django.db.models import OuterRef, Subquery
-
     if not campaigns:
         return {}
     newest = CampaignRun.objects.filter(campaign=OuterRef("pk")).order_by("-due_at").values("pk")[:1]
@@ -149,8 +174,6 @@ def _progress(run: CampaignRun | None) -> dict:
 
 
 def campaign_upcoming_runs(*, campaign: Campaign, now: datetime | None = None) -> list[datetime]:
-    from campaigns.scheduling import RecurringConfig, upcoming_runs
-
     if campaign.status != Campaign.Status.SCHEDULED:
         return []
     if campaign.schedule_type == Campaign.ScheduleType.RECURRING and campaign.recurring_config:
@@ -176,9 +199,6 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
     the fan-out will use to the current audience, grouped by timezone in SQL (one row per zone, not per
     contact), so it stays cheap for large audiences.
     """
-    from delivery.models import Delivery
-    from delivery.planning import SendPolicy, local_time_launch_at, plan_send_time
-
     run = campaign.runs.order_by("-due_at").first()
     if run is not None and run.total and campaign.status in (Campaign.Status.SENDING, Campaign.Status.PAUSED):
         deliveries = Delivery.objects.filter(run=run)
@@ -232,14 +252,10 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
 
 
 def _trunc_hour(field: str):
-    from django.db.models.functions import TruncHour
-
     return TruncHour(field, tzinfo=UTC)
 
 
 def _iso(value: datetime | None) -> str | None:
-    from campaigns.scheduling import to_utc_iso
-
     return to_utc_iso(value) if value else None
 
 
@@ -260,9 +276,6 @@ SAMPLE_CONTACT = {
 def campaign_preview(*, workspace: Workspace, campaign: Campaign, contact_id=None) -> dict:
     """Subject, html and text rendered for one contact of the workspace (or sample data), with the same
     renderer and context the send path uses."""
-    from audience.models import Contact
-    from common.rendering import contact_context, render
-
     contact = None
     if contact_id:
         try:
@@ -275,13 +288,15 @@ def campaign_preview(*, workspace: Workspace, campaign: Campaign, contact_id=Non
         context = contact_context(contact, campaign.substitution_data or {})
     else:
         context = {**(campaign.substitution_data or {}), **SAMPLE_CONTACT}
-    content = campaign_effective_content(campaign=campaign)
+    # The send path links each message to its own unsubscribe token; a preview shows where it points.
+    context["unsubscribe_url"] = f"{settings.PUBLIC_BASE_URL}/t/u/preview"
+    parts = render_parts(campaign_message_content(campaign=campaign), context)
     return {
         "contact_id": contact.pk if contact else None,
         "email": contact.email if contact else SAMPLE_CONTACT["email"],
-        "subject": render(content["subject"], context, html=False),
-        "html": render(content["html"], context, html=True),
-        "text": render(content["text"], context, html=False),
+        "subject": parts.subject,
+        "html": parts.html,
+        "text": parts.text,
     }
 
 

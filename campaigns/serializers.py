@@ -43,7 +43,7 @@ def _object(value):
 
 
 class ScheduleInput(StrictInputSerializer):
-    """The schedule body of DESIGN.md §6. `scheduled_at` is text on purpose: DRF's DateTimeField would
+    """The schedule body of docs/architecture.md#campaigns. `scheduled_at` is text on purpose: DRF's DateTimeField would
     attach the server's zone to a naive value, the very guess §5 forbids; campaigns.scheduling parses it."""
 
     schedule_type = serializers.CharField(required=False)

@@ -4,8 +4,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from celery import current_app
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts.models import Workspace
@@ -13,10 +15,14 @@ from audience.models import Label, Segment
 from campaigns import errors as campaign_errors
 from campaigns import scheduling
 from campaigns.models import Campaign, CampaignRun, Template
-from campaigns.selectors import campaign_readiness
-from common import errors
+from campaigns.planning import local_date_and_wall_time, local_time_launch_at
+from campaigns.selectors import campaign_get, campaign_readiness
+from common import errors, timerules
 from common.db import unique_or_400
 from common.rendering import validate_template
+from delivery.models import Delivery
+from delivery.services import deliveries_cancel, deliveries_requeue
+from delivery.tasks import dispatch_due
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ def campaign_lock(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
 
 @dataclass(frozen=True)
 class ScheduleRequest:
-    """A parsed schedule body (DESIGN.md §6). Build it with `schedule_parse`."""
+    """A parsed schedule body (docs/architecture.md#campaigns). Build it with `schedule_parse`."""
 
     schedule_type: str  # immediate | scheduled | recurring
     scheduled_at: datetime | None = None
@@ -136,7 +142,7 @@ def schedule_parse(
     recipient_local_time: bool = False,
     now: datetime | None = None,
 ) -> ScheduleRequest:
-    """Validate a schedule body against the time rules of DESIGN.md §5. Raises a 400 naming the field."""
+    """Validate a schedule body against the time rules of docs/architecture.md#time. Raises a 400 naming the field."""
     now = now or timezone.now()
     if not schedule_type:
         if scheduled_at is not None:
@@ -155,7 +161,7 @@ def schedule_parse(
             raise errors.ValidationError.for_field(
                 "recurring_config", "Only a recurring schedule takes recurring_config."
             )
-        instant = scheduling.parse_instant(value=scheduled_at, timezone_name=timezone_name, now=now)
+        instant = timerules.parse_instant(value=scheduled_at, timezone_name=timezone_name, now=now)
         return ScheduleRequest(
             schedule_type="scheduled",
             scheduled_at=instant,
@@ -216,8 +222,6 @@ def _parse_sto(value: Any) -> dict | None:
 
 
 def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: datetime) -> None:
-    from delivery.planning import local_date_and_wall_time, local_time_launch_at
-
     campaign.clear_schedule()
     campaign.schedule_type = request.schedule_type
     campaign.scheduled_at = request.scheduled_at
@@ -228,7 +232,7 @@ def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: dateti
     campaign.recipient_local_time = request.recipient_local_time
     campaign.next_run_at = request.first_run_at
     if request.recipient_local_time and request.first_run_at:
-        # The run starts when the first zone on Earth reaches the wall time (delivery.planning).
+        # The run starts when the first zone on Earth reaches the wall time (campaigns.planning).
         local_date, wall = local_date_and_wall_time(campaign=campaign, occurrence=request.first_run_at)
         campaign.next_run_at = local_time_launch_at(local_date=local_date, wall=wall, now=now)
 
@@ -303,14 +307,17 @@ def _start_run(
         status=CampaignRun.Status.PENDING,
     )
     run_id = str(run.id)
-    transaction.on_commit(lambda: _enqueue_fan_out(run_id))
+    transaction.on_commit(lambda: enqueue_fan_out(run_id))
     return run
 
 
-def _enqueue_fan_out(run_id: str) -> None:
-    from delivery.tasks import run_fan_out  # imported late: delivery imports campaigns
+FAN_OUT_TASK = "campaigns.tasks.run_fan_out"
 
-    run_fan_out.delay(run_id)
+
+def enqueue_fan_out(run_id: UUID | str) -> None:
+    """By name, with its queue stated here: the task module imports this one. The fan-out goes on the bulk
+    queue at priority 0, ahead of send batches (delivery.engine.SEND_BATCH_PRIORITY)."""
+    current_app.send_task(FAN_OUT_TASK, args=[str(run_id)], queue="bulk", priority=0)
 
 
 def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
@@ -456,8 +463,6 @@ def campaign_delete(*, workspace: Workspace, campaign_id: UUID | str) -> None:
 
 def campaign_duplicate(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     """A new draft with the same content, audience, tracking and labels, and no schedule."""
-    from campaigns.selectors import campaign_get
-
     source = campaign_get(workspace=workspace, campaign_id=campaign_id)
     copy = Campaign(
         workspace=workspace,
@@ -496,24 +501,22 @@ def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaig
             raise campaign_errors.CampaignNotPaused(status=campaign.status)
         campaign.status = Campaign.Status.SENDING
         campaign.save(update_fields=["status", "updated_at"])
-        CampaignRun.objects.filter(campaign=campaign, status=CampaignRun.Status.PAUSED).update(
+        paused = list(
+            CampaignRun.objects.filter(campaign=campaign, status=CampaignRun.Status.PAUSED).values_list("pk", flat=True)
+        )
+        CampaignRun.objects.filter(pk__in=paused, status=CampaignRun.Status.PAUSED).update(
             status=CampaignRun.Status.SENDING
         )
+        # The tasks enqueued before the pause ran and left their rows: make them due for the dispatcher.
+        for run_id in paused:
+            deliveries_requeue(run_id=run_id)
     # Queued deliveries go out on the next dispatcher tick anyway; this only saves the wait.
-    transaction.on_commit(_enqueue_dispatch)
+    transaction.on_commit(dispatch_due.delay)
     return campaign
-
-
-def _enqueue_dispatch() -> None:
-    from delivery.tasks import dispatch_due
-
-    dispatch_due.delay()
 
 
 def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
     """Cancel the remaining recipients of a sending or paused campaign; what was sent stays sent."""
-    from delivery.models import Delivery
-
     now = now or timezone.now()
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
@@ -532,9 +535,7 @@ def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetim
             ],
         )
         for run in open_runs:
-            cancelled = Delivery.objects.filter(run=run, status=Delivery.Status.QUEUED).update(
-                status=Delivery.Status.CANCELLED, error="campaign stopped"
-            )
+            cancelled = deliveries_cancel(run_id=run.pk, reason="campaign stopped")
             CampaignRun.objects.filter(pk=run.pk).update(
                 status=CampaignRun.Status.CANCELLED,
                 finished_at=now,
@@ -574,7 +575,7 @@ def campaign_launch(*, campaign_id: UUID | str, due_at: datetime, now: datetime 
 
 
 def _occurrence_for(campaign: Campaign, due_at: datetime) -> datetime:
-    """The schedule instant a launch stands for: for local-time runs the launch is earlier (delivery.planning)."""
+    """The schedule instant a launch stands for: for local-time runs the launch is earlier (campaigns.planning)."""
     if not campaign.recipient_local_time:
         return due_at
     if campaign.schedule_type == Campaign.ScheduleType.RECURRING:
@@ -587,8 +588,6 @@ def _occurrence_for(campaign: Campaign, due_at: datetime) -> datetime:
 
 
 def _next_recurring_launch(campaign: Campaign, *, after: datetime, now: datetime) -> datetime | None:
-    from delivery.planning import local_date_and_wall_time, local_time_launch_at
-
     config = scheduling.RecurringConfig.from_dict(campaign.recurring_config)
     runs = scheduling.next_runs(config=config, after=max(after, now), count=1, anchor=campaign.recurring_anchor)
     if not runs:
@@ -597,6 +596,36 @@ def _next_recurring_launch(campaign: Campaign, *, after: datetime, now: datetime
         local_date, wall = local_date_and_wall_time(campaign=campaign, occurrence=runs[0])
         return local_time_launch_at(local_date=local_date, wall=wall, now=now)
     return runs[0]
+
+
+def campaign_run_count(*, run_id: UUID | str, counts: dict[str, int]) -> None:
+    """Live progress: add a send batch's outcomes to the run's counters (recounted exactly at the end)."""
+    known = {name: value for name, value in counts.items() if name in ("sent", "failed", "skipped") and value}
+    if known:
+        CampaignRun.objects.filter(pk=run_id).update(**{name: F(name) + value for name, value in known.items()})
+
+
+def campaign_run_deliveries_final(*, run_id: UUID | str, now: datetime | None = None) -> bool:
+    """Every delivery of the run has ended (delivery.signals.run_deliveries_final): recount its counters
+    from the rows (exact, whatever happened to the per-batch increments) and close it, which moves the
+    campaign on. Only a run in `sending` is closed here: one still fanning out may get more rows, a paused
+    or cancelled one is left alone. Guarded, so concurrent batches and the tick close it once. Returns
+    whether this call closed the run."""
+    S = Delivery.Status
+    if Delivery.objects.filter(run_id=run_id, status__in=[S.QUEUED, S.SENDING]).exists():
+        return False
+    by_status = {
+        row["status"]: row["n"]
+        for row in Delivery.objects.filter(run_id=run_id).values("status").annotate(n=Count("id"))
+    }
+    recounted = CampaignRun.objects.filter(pk=run_id, status=CampaignRun.Status.SENDING).update(
+        sent=by_status.get(S.SENT, 0),
+        failed=by_status.get(S.FAILED, 0) + by_status.get(S.BOUNCED, 0) + by_status.get(S.UNCERTAIN, 0),
+        skipped=by_status.get(S.SKIPPED, 0),
+    )
+    if not recounted:
+        return False
+    return campaign_run_finished(run_id=run_id, now=now)
 
 
 def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) -> bool:
@@ -635,7 +664,7 @@ def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) ->
 
 def campaign_run_failed(*, run_id: UUID | str, reason: str, now: datetime | None = None) -> bool:
     """A launch that failed outright (the audience query broke, the campaign could not render): the run is
-    `failed` and so is the campaign, which can be started again (DESIGN.md §6)."""
+    `failed` and so is the campaign, which can be started again (docs/architecture.md#campaigns)."""
     now = now or timezone.now()
     with transaction.atomic():
         failed = CampaignRun.objects.filter(

@@ -7,7 +7,7 @@ class CommonConfig(AppConfig):
 
     def ready(self) -> None:
         # After every migrate the system's periodic tasks exist in django-celery-beat exactly once,
-        # with the intervals from settings (a few static entries, never one per campaign: DESIGN.md §8).
+        # with the intervals from settings (a few static entries, never one per campaign: docs/architecture.md).
         # Sent per app that has models; django_celery_beat's is the one whose tables we need.
         from django.apps import apps
 

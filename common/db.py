@@ -1,7 +1,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from common import errors
 
@@ -26,3 +26,13 @@ def unique_or_400(field: str, message: str) -> Iterator[None]:
         if not is_unique_violation(exc):
             raise
         raise errors.ValidationError.for_field(field, message) from None
+
+
+def try_advisory_xact_lock(key: int) -> bool:
+    """Take a PostgreSQL transaction-level advisory lock if no one holds it (call inside atomic()). True
+    elsewhere: SQLite, the embedded default, serialises writers by itself and runs one beat."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
+        return bool(cursor.fetchone()[0])

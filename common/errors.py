@@ -1,5 +1,5 @@
 """One error hierarchy for the whole product. The API's exception handler turns each into the envelope
-of DESIGN.md §4; services raise them, views never build error bodies themselves."""
+of docs/architecture.md#errors; services raise them, views never build error bodies themselves."""
 
 from typing import Any
 

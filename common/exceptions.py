@@ -1,5 +1,5 @@
 """The one exception handler of the API (REST_FRAMEWORK["EXCEPTION_HANDLER"]): every error becomes
-`{"error": {"code", "message", "details"}}` (DESIGN.md §4). Nothing reaches a 500 with a stack trace:
+`{"error": {"code", "message", "details"}}` (docs/architecture.md#errors). Nothing reaches a 500 with a stack trace:
 unexpected exceptions are logged and answered with an INTERNAL_ERROR envelope."""
 
 import logging

@@ -8,7 +8,7 @@ class ApiBodySizeLimitMiddleware:
     """Refuse an oversized API body before anything reads it.
 
     DRF parses from the request stream, which skips Django's DATA_UPLOAD_MAX_MEMORY_SIZE check on
-    `request.body`, so the limit is enforced here from Content-Length (DESIGN.md §4: 413)."""
+    `request.body`, so the limit is enforced here from Content-Length (docs/architecture.md#errors: 413)."""
 
     def __init__(self, get_response):
         self.get_response = get_response

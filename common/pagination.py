@@ -3,7 +3,7 @@ from rest_framework import pagination
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
-    """`?page=` and `?page_size=`, capped at API_MAX_PAGE_SIZE (DESIGN.md §4)."""
+    """`?page=` and `?page_size=`, capped at API_MAX_PAGE_SIZE (docs/architecture.md#errors)."""
 
     page_size_query_param = "page_size"
 

@@ -1,4 +1,4 @@
-"""Personalisation of untrusted templates (DESIGN.md §8): Jinja2 in a sandbox, with contact fields and
+"""Personalisation of untrusted templates (docs/architecture.md): Jinja2 in a sandbox, with contact fields and
 substitution data only.
 
 Security model, in two layers:

@@ -1,4 +1,4 @@
-"""Ops endpoints (DESIGN.md §11): /healthz says the process is up, /readyz checks database and Redis."""
+"""Ops endpoints: /healthz says the process is up, /readyz checks database and Redis."""
 
 import time
 

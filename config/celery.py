@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-# Four queues, each served by its own workers (DESIGN.md §8, §11): a bulk campaign never delays a
+# Four queues, each served by its own workers (docs/architecture.md#delivery-engine): a bulk campaign never delays a
 # password reset because tx_high has workers that never take bulk work.
 app.conf.task_queues = tuple(
     Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ("tx_high", "tx_low", "bulk", "default")

@@ -1,9 +1,9 @@
 """Read-only views of deliveries and their events for operators: state changes go through the engine's
-services only (DESIGN.md §2), so the admin shows, filters and searches but never edits."""
+services only (docs/architecture.md#layers), so the admin shows, filters and searches but never edits."""
 
 from django.contrib import admin
 
-from delivery.models import Delivery, DeliveryEvent
+from delivery.models import Delivery, Event
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -17,17 +17,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class DeliveryEventInline(admin.TabularInline):
-    model = DeliveryEvent
-    fields = ["kind", "at", "url", "user_agent"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["email", "status", "campaign", "send_at", "sent_at", "attempts", "error"]
@@ -36,12 +25,14 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["campaign"]
     raw_id_fields = ["workspace", "run", "campaign", "contact"]
     date_hierarchy = "send_at"
-    inlines = [DeliveryEventInline]
 
 
-@admin.register(DeliveryEvent)
-class DeliveryEventAdmin(ReadOnlyAdmin):
-    list_display = ["kind", "delivery", "at", "url"]
-    list_filter = ["kind"]
-    raw_id_fields = ["workspace", "delivery"]
-    list_select_related = ["delivery"]
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    """The event stream (docs/architecture.md, "Events"): what happened to every message and campaign."""
+
+    list_display = ["occurred_at", "type", "email", "message_id", "campaign_id", "workspace"]
+    list_filter = ["type"]
+    search_fields = ["=email", "=message_id", "=campaign_id", "=run_id", "=batch_id"]
+    list_select_related = ["workspace"]
+    show_full_result_count = False  # a count(*) of millions of events on every page is not worth it

@@ -15,6 +15,10 @@ from email.header import Header
 from email.utils import formataddr, formatdate
 
 
+class HeaderInjection(ValueError):
+    """A header value would carry a line break (RFC 5322 §2.2: a header field is one line)."""
+
+
 def encode_header_value(value: str) -> str:
     """ASCII stays as it is; anything else becomes RFC 2047 UTF-8 encoded-words, folded."""
     if value.isascii():

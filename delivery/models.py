@@ -4,7 +4,7 @@ from accounts.models import Workspace
 
 
 class Delivery(models.Model):
-    """One recipient of one campaign run: the per-recipient schedule (DESIGN.md §8).
+    """One recipient of one campaign run: the per-recipient schedule (docs/architecture.md#delivery-engine).
 
     State moves only by conditional UPDATEs (`... WHERE status = X`), so a redelivered task finds its rows
     already claimed or sent and does nothing twice:
@@ -65,7 +65,7 @@ class Delivery(models.Model):
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
     # Set by the lease reaper (delivery.engine) on a message that was in flight when its worker died: it
-    # may have reached the recipient already, so a resend may be a duplicate (DESIGN.md §8).
+    # may have reached the recipient already, so a resend may be a duplicate (docs/architecture.md#delivery-engine).
     possible_duplicate = models.BooleanField(default=False)
 
     class Meta:
@@ -87,27 +87,67 @@ class Delivery(models.Model):
         return f"{self.email} ({self.status})"
 
 
-class DeliveryEvent(models.Model):
-    """Something a recipient did with a delivered message, as seen by the tracking endpoints (DESIGN.md
-    §10). One row per hit (every open and click counts for engagement and reports); the first open and
-    click are also stamped on the Delivery itself."""
+class Event(models.Model):
+    """One thing that happened to one message, or to a campaign: the stream that Send Time Optimization,
+    webhooks and reports read (docs/architecture.md, "Events"). Written for campaign deliveries and
+    transactional messages alike; never updated.
 
-    class Kind(models.TextChoices):
+    The references are plain ids, not foreign keys: an event outlives a deleted campaign or message (reports
+    and webhook replays still need it), and the send path writes these rows in the same statement as its
+    marks, where per-row foreign-key checks would cost throughput. The workspace is the tenancy key.
+    """
+
+    class Type(models.TextChoices):
+        SCHEDULED = "scheduled"
+        QUEUED = "queued"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        DEFERRED = "deferred"
+        BOUNCED = "bounced"
         OPENED = "opened"
         CLICKED = "clicked"
         UNSUBSCRIBED = "unsubscribed"
+        COMPLAINED = "complained"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+        CAMPAIGN_SCHEDULED = "campaign.scheduled"
+        CAMPAIGN_RESCHEDULED = "campaign.rescheduled"
+        CAMPAIGN_CANCELLED = "campaign.cancelled"
+        CAMPAIGN_SENDING = "campaign.sending"
+        CAMPAIGN_PAUSED = "campaign.paused"
+        CAMPAIGN_FINISHED = "campaign.finished"
+        CAMPAIGN_MISSED = "campaign.missed"
 
     id = models.BigAutoField(primary_key=True)
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    at = models.DateTimeField()
-    user_agent = models.CharField(max_length=500, blank=True)
-    url = models.TextField(blank=True)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    occurred_at = models.DateTimeField()
+    email = models.CharField(max_length=254, blank=True)
+    # The id an integrator knows the message by: a transactional message's API `message_id`, a campaign
+    # delivery's RFC 5322 Message-ID (set once it is composed; blank on an event before that).
+    message_id = models.CharField(max_length=255, blank=True)
+    delivery_id = models.BigIntegerField(null=True, blank=True)
+    campaign_id = models.UUIDField(null=True, blank=True)
+    run_id = models.UUIDField(null=True, blank=True)
+    batch_id = models.UUIDField(null=True, blank=True)
+    # Type-specific: reason (bounce, failure, cancel), retry_at (deferred), url (click), user_agent
+    # (open, click, unsubscribe), detail (a sentence for the message log).
+    data = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        ordering = ["at"]
-        indexes = [models.Index(fields=["delivery", "kind"], name="delivery_event_kind_idx")]
+        # Newest first is the API's order; ids grow with time, so every listing index ends in id.
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["workspace", "id"], name="event_ws_idx"),
+            models.Index(
+                fields=["campaign_id", "id"], name="event_campaign_idx", condition=models.Q(campaign_id__isnull=False)
+            ),
+            models.Index(fields=["message_id", "id"], name="event_message_idx", condition=~models.Q(message_id="")),
+            models.Index(fields=["workspace", "email", "id"], name="event_ws_email_idx"),
+            models.Index(
+                fields=["delivery_id"], name="event_delivery_idx", condition=models.Q(delivery_id__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.delivery_id} @ {self.at:%Y-%m-%d %H:%M:%S}Z"
+        return f"{self.type} {self.email} @ {self.occurred_at:%Y-%m-%d %H:%M:%S}Z"

@@ -1,18 +1,21 @@
-"""The send side of the delivery engine (DESIGN.md §8) and the writes of the tracking endpoints (§10).
+"""The send side of the delivery engine and the writes of the tracking endpoints (docs/architecture.md,
+"Delivery engine" and "Events").
 
 `delivery_send_batch` is what the bulk workers run. Its guarantees, and what they cost:
 
 - Claim: one conditional UPDATE takes only rows that are `queued`, due (within a small tolerance, for an
-  ETA task that starts a moment early), not leased by a live claim, and whose campaign is sending. A
-  redelivered or duplicated task finds nothing to claim and sends nothing.
-- Mark: one SQL statement per message writes the previous message's outcome and moves the next one to
-  `sending`, right before it is handed to the mail server. A worker killed mid-batch therefore leaves
-  exactly one row `sending` (the in-flight message, for the reaper) and the rest either final or
-  `queued` (never attempted, safe to send again once the lease runs out). See docs/decisions/010.
+  ETA task that starts a moment early), not leased by a live claim, and whose run may send (the run's
+  owner answers that, see delivery.sources). A redelivered or duplicated task finds nothing to claim.
+- Mark: one SQL statement per message writes the previous message's outcome (and its event) and moves
+  the next one to `sending`, right before it is handed to the mail server. A worker killed mid-batch
+  therefore leaves exactly one row `sending` (the in-flight message, for the reaper) and the rest either
+  final or `queued` (never attempted, safe to send again once the lease runs out). docs/decisions/010.
 - Every write after the claim carries `WHERE lease_until = <this claim's lease>` (a fencing token):
   once a lease has expired and another worker has re-claimed a row, this call can no longer change it.
-- Counters of the run move once per batch, not per message; when a run has nothing left to send, its
-  counters are recounted from the rows (exact even after a crash) and it becomes `sent`.
+- Events are written by the same statements as the marks (a data-modifying CTE on PostgreSQL), so an
+  outcome and its event commit together or not at all, and cost no extra round trip.
+- The run's owner hears of progress once per batch (`deliveries_counted`) and of the end of a run when
+  nothing is left queued or in flight (`run_deliveries_final`), through delivery.signals.
 
 Tracking writes take a delivery id read from a signed token (delivery.tracking): the signature is the
 authority there, there is no API key and so no workspace to scope by.
@@ -23,18 +26,21 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F
 from django.utils import timezone
 
 from audience.models import Contact, Suppression, normalize_email
-from campaigns.models import Campaign, CampaignRun
+from audience.services import contact_suppress
 from common.rendering import TemplateRenderError
-from delivery import sending
-from delivery.models import Delivery, DeliveryEvent
+from delivery import sending, signals
+from delivery.mime import HeaderInjection
+from delivery.models import Delivery, Event
+from delivery.sources import run_source
 from delivery.throttle import SendThrottle
+from delivery.transport import SendError, Transport, backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +65,12 @@ def delivery_setting(name: str):
 
 
 def retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff after the n-th failed attempt: 60s, 120s, 240s, ... capped at an hour."""
-    base = delivery_setting("DELIVERY_RETRY_BASE_SECONDS")
-    cap = delivery_setting("DELIVERY_RETRY_MAX_SECONDS")
-    return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
+    """Backoff after the n-th failed attempt: 60s, 120s, 240s, ... capped at an hour (by default)."""
+    return backoff_delay(
+        attempts,
+        base_seconds=delivery_setting("DELIVERY_RETRY_BASE_SECONDS"),
+        max_seconds=delivery_setting("DELIVERY_RETRY_MAX_SECONDS"),
+    )
 
 
 @dataclass
@@ -93,9 +101,20 @@ class _Outcome:
 
 
 _TABLE = Delivery._meta.db_table
-_CAMPAIGN_TABLE = Campaign._meta.db_table
-_RUN_TABLE = CampaignRun._meta.db_table
+_EVENT_TABLE = Event._meta.db_table
 S = Delivery.Status
+E = Event.Type
+# The event a delivery's new status stands for; `sending` has none (it is not an outcome).
+EVENT_OF_STATUS = {
+    S.SENT: E.SENT,
+    S.QUEUED: E.DEFERRED,  # only ever written as an outcome when a 4xx sends a row back to the queue
+    S.BOUNCED: E.BOUNCED,
+    S.FAILED: E.FAILED,
+    S.UNCERTAIN: E.FAILED,
+    S.SKIPPED: E.CANCELLED,  # suppressed at send time: withdrawn before it was sent
+    S.CANCELLED: E.CANCELLED,
+}
+_EVENT_COLUMNS = "workspace_id, type, occurred_at, email, message_id, delivery_id, campaign_id, run_id, data"
 
 
 def _dt(value: datetime):
@@ -104,6 +123,67 @@ def _dt(value: datetime):
 
 def _placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _subquery(queryset) -> tuple[str, list]:
+    sql, params = queryset.query.sql_with_params()
+    return sql, list(params)
+
+
+def _event_select(*, source: str, occurred_at: datetime, flags: tuple[str, ...] = ()) -> tuple[str, list]:
+    """SELECT list turning delivery rows (`source`: a table or a CTE with Delivery's columns) into event
+    rows: the type from the row's status, `reason` from its error, `retry_at` from its send_at when it was
+    deferred, and each of `flags` set to true in the data."""
+    cases = " ".join(f"WHEN '{status}' THEN '{event}'" for status, event in EVENT_OF_STATUS.items())
+    if _is_postgres():
+        build, true = "jsonb_build_object", "true"
+        retry_at = "to_char(send_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    else:
+        build, true = "json_object", "json('true')"
+        retry_at = "strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', send_at)"
+    flag_sql = "".join(f", '{flag}', {true}" for flag in flags)
+    data = (
+        f"CASE WHEN status = 'sent' THEN {build}({flag_sql.lstrip(', ')}) "
+        f"WHEN status = 'queued' THEN {build}('reason', error, 'retry_at', {retry_at}{flag_sql}) "
+        f"ELSE {build}('reason', error{flag_sql}) END"
+    )
+    sql = (
+        f"SELECT workspace_id, CASE status {cases} END, %s, email, message_id, id, campaign_id, run_id, {data} "
+        f"FROM {source} WHERE status <> 'sending'"
+    )
+    return sql, [_dt(occurred_at)]
+
+
+def update_with_events(
+    *, set_sql: str, set_params: list, where_sql: str, where_params: list, flags: tuple[str, ...] = ()
+) -> list:
+    """UPDATE deliveries and write one event per changed row, atomically. Returns [(id, status)]."""
+    now = timezone.now()
+    returning = "id, status, workspace_id, email, message_id, run_id, campaign_id, error, send_at"
+    update = f"UPDATE {_TABLE} SET {set_sql} WHERE {where_sql} RETURNING {returning}"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if _is_postgres():
+            select, select_params = _event_select(source="changed", occurred_at=now, flags=flags)
+            cursor.execute(
+                f"WITH changed AS ({update}), ev AS (INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select}) "
+                "SELECT id, status FROM changed",
+                [*set_params, *where_params, *select_params],
+            )
+            return cursor.fetchall()
+        cursor.execute(update, [*set_params, *where_params])
+        rows = cursor.fetchall()
+        if rows:
+            ids = [row[0] for row in rows]
+            select, select_params = _event_select(source=_TABLE, occurred_at=now, flags=flags)
+            cursor.execute(
+                f"INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select} AND id IN ({_placeholders(len(ids))})",
+                [*select_params, *ids],
+            )
+        return [(row[0], row[1]) for row in rows]
 
 
 def delivery_send_batch(*, delivery_ids: list[int], throttle: SendThrottle | None = None) -> BatchResult:
@@ -138,7 +218,7 @@ class _Batch:
             return self.result
         rows = list(
             Delivery.objects.filter(id__in=claimed, lease_until=self.lease)
-            .select_related("workspace", "contact", "campaign__template")
+            .select_related("workspace", "contact")
             .order_by("id")
         )
         relaxed = self._relax_commit_durability()
@@ -151,7 +231,7 @@ class _Batch:
             if relaxed:
                 with connection.cursor() as cursor:
                     cursor.execute("RESET synchronous_commit")
-            self._update_runs({row.run_id for row in rows})
+            self._report({row.run_id for row in rows})
         return self.result
 
     def _relax_commit_durability(self) -> bool:
@@ -159,7 +239,7 @@ class _Batch:
         (docs/decisions/010): about half the send time otherwise. A killed worker loses nothing by it (the
         marks are in PostgreSQL the moment they commit); only a crash of PostgreSQL itself can forget the
         last fraction of a second of marks, whose messages may then be sent again."""
-        if connection.vendor != "postgresql" or settings.DELIVERY_DURABLE_MARKS:
+        if not _is_postgres() or settings.DELIVERY_DURABLE_MARKS:
             return False
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO OFF")
@@ -168,61 +248,38 @@ class _Batch:
     def _claim(self) -> set[int]:
         horizon = self.now + timedelta(seconds=delivery_setting("DELIVERY_CLAIM_TOLERANCE_SECONDS"))
         # Conditions on the target row itself (status, lease) are re-checked by PostgreSQL after waiting
-        # for a concurrent claim's row lock, so two claims of one row cannot both win. The campaign must
-        # be sending (paused: rows stay queued untouched) and the run neither paused nor cancelled.
+        # for a concurrent claim's row lock, so two claims of one row cannot both win. The run's owner says
+        # which runs may send (a paused one: rows stay queued untouched), inside this same statement.
+        runs_sql, runs_params = _subquery(run_source().claimable_run_ids())
         sql = f"""
             UPDATE {_TABLE} SET lease_until = %s
             WHERE id IN ({_placeholders(len(self.ids))})
               AND status = %s AND send_at <= %s AND (lease_until IS NULL OR lease_until < %s)
-              AND EXISTS (
-                SELECT 1 FROM {_CAMPAIGN_TABLE} c, {_RUN_TABLE} r
-                WHERE c.id = {_TABLE}.campaign_id AND r.id = {_TABLE}.run_id
-                  AND c.status = %s AND r.status NOT IN (%s, %s)
-              )
+              AND run_id IN ({runs_sql})
             RETURNING id"""
-        params = [
-            _dt(self.lease),
-            *self.ids,
-            S.QUEUED,
-            _dt(horizon),
-            _dt(self.now),
-            Campaign.Status.SENDING,
-            CampaignRun.Status.PAUSED,
-            CampaignRun.Status.CANCELLED,
-        ]
+        params = [_dt(self.lease), *self.ids, S.QUEUED, _dt(horizon), _dt(self.now), *runs_params]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return {row[0] for row in cursor.fetchall()}
 
     def _cancel_stopped(self, ids: list[int]) -> None:
-        """Rows of a cancelled campaign or run end as `cancelled` (DESIGN.md §6: remaining recipients are
-        not sent); rows of a paused campaign stay queued untouched."""
-        sql = f"""
-            UPDATE {_TABLE} SET status = %s, error = %s, lease_until = NULL
-            WHERE id IN ({_placeholders(len(ids))}) AND status = %s
-              AND (lease_until IS NULL OR lease_until < %s)
-              AND EXISTS (
-                SELECT 1 FROM {_CAMPAIGN_TABLE} c, {_RUN_TABLE} r
-                WHERE c.id = {_TABLE}.campaign_id AND r.id = {_TABLE}.run_id
-                  AND (c.status = %s OR r.status = %s)
-              )
-            RETURNING id"""
-        params = [
-            S.CANCELLED,
-            "campaign cancelled",
-            *ids,
-            S.QUEUED,
-            _dt(self.now),
-            Campaign.Status.CANCELLED,
-            CampaignRun.Status.CANCELLED,
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            self.result.cancelled = len(cursor.fetchall())
+        """Rows of a stopped campaign or run end as `cancelled` (remaining recipients are not sent); rows
+        of a paused one stay queued untouched."""
+        runs_sql, runs_params = _subquery(run_source().stopped_run_ids())
+        changed = update_with_events(
+            set_sql="status = %s, error = %s, lease_until = NULL",
+            set_params=[S.CANCELLED, "campaign cancelled"],
+            where_sql=(
+                f"id IN ({_placeholders(len(ids))}) AND status = %s AND (lease_until IS NULL OR lease_until < %s) "
+                f"AND run_id IN ({runs_sql})"
+            ),
+            where_params=[*ids, S.QUEUED, _dt(self.now), *runs_params],
+        )
+        self.result.cancelled = len(changed)
 
     def _skip_suppressed(self, rows: list[Delivery]) -> list[Delivery]:
-        """Check again at send time (DESIGN.md §8): the contact may have unsubscribed or bounced since the
-        fan-out. The contacts came with the rows; the suppression list is one query for the batch."""
+        """Check again at send time: the contact may have unsubscribed or bounced since the fan-out. The
+        contacts came with the rows; the suppression list is one query for the batch."""
         wanted = {(row.workspace_id, normalize_email(row.email)) for row in rows}
         suppressed = dict(
             ((ws, email), reason)
@@ -249,29 +306,39 @@ class _Batch:
     # --- the send loop --------------------------------------------------------------------------------
 
     def _send_all(self, rows: list[Delivery]) -> None:
-        contents: dict = {}
-        transport = sending.Transport()
+        contents = run_source().contents({row.run_id for row in rows})
+        blueprints: dict = {}
+        transport = Transport()
         try:
             transport.open()
-        except sending.SendError as exc:
+        except SendError as exc:
             logger.warning("Mail server unreachable, %d deliveries requeued: %s", len(rows), exc)
             self._defer(rows, delay=delivery_setting("DELIVERY_CONNECT_RETRY_SECONDS"), error=str(exc))
             return
         try:
             for index, row in enumerate(rows):
-                content = contents.get(row.campaign_id)
-                if content is None:
-                    content = contents[row.campaign_id] = sending.CampaignContent.of(row.campaign)
                 if row.contact is not None:
                     row.contact.workspace = row.workspace  # contact_context reads it; same workspace
                 try:
+                    content = contents.get(row.run_id)
+                    if content is None:
+                        raise TemplateRenderError("The run's message is gone.")
                     if not content.from_email:
                         raise TemplateRenderError("The campaign has no from_email.")
+                    if row.run_id not in blueprints:
+                        blueprints[row.run_id] = sending.blueprint_for(content)
                     message = sending.compose(
-                        content=content, delivery_id=row.id, to_email=row.email, contact=row.contact
+                        content=content,
+                        blueprint=blueprints[row.run_id],
+                        delivery_id=row.id,
+                        to_email=row.email,
+                        contact=row.contact,
                     )
                 except TemplateRenderError as exc:
                     self._end(row, S.QUEUED, S.FAILED, error=f"render: {exc.message} {exc.details or ''}".strip())
+                    continue
+                except HeaderInjection as exc:
+                    self._end(row, S.QUEUED, S.FAILED, error=f"refused: {exc}")
                     continue
                 wait = self._admit(row)
                 if wait:
@@ -305,14 +372,19 @@ class _Batch:
         # Not marked: our lease was lost (expired and re-claimed) or the row was ended meanwhile.
         return marked.get(row.id) == S.SENDING
 
-    def _send_one(self, transport: sending.Transport, row: Delivery, message: sending.OutgoingMessage) -> None:
+    def _send_one(self, transport: Transport, row: Delivery, message: sending.OutgoingMessage) -> None:
         attempts = row.attempts + 1
         try:
-            transport.send(message)
-        except sending.SendError as exc:
+            sending.hand_off(transport, message)
+        except SendError as exc:
             if exc.permanent and exc.recipient_fault:
                 self._end(row, S.SENDING, S.BOUNCED, error=str(exc), counter="bounced")
-                _suppress_bounce(row)
+                contact_suppress(
+                    workspace_id=row.workspace_id,
+                    email=row.email,
+                    reason=Suppression.Reason.BOUNCED,
+                    contact_id=row.contact_id,
+                )
             elif exc.permanent or attempts >= delivery_setting("DELIVERY_MAX_ATTEMPTS"):
                 self._end(row, S.SENDING, S.FAILED, error=str(exc))
             else:
@@ -341,7 +413,8 @@ class _Batch:
         self.run_counts[row.run_id]["failed" if counter == "bounced" else counter] += 1
 
     def _defer(self, rows: list[Delivery], *, delay: float, error: str) -> None:
-        """Give claimed, never attempted rows back: queued, unleased, due again after `delay`."""
+        """Give claimed, never attempted rows back: queued, unleased, due again after `delay`. Not an
+        event: nothing was attempted (a throttle wait or an unreachable server is ours, not the message's)."""
         self._flush()
         send_at = timezone.now() + timedelta(seconds=delay)
         ids = [row.id for row in rows]
@@ -360,8 +433,8 @@ class _Batch:
 
     def _write(self, outcomes: list[_Outcome]) -> dict[int, str]:
         """One UPDATE for any number of rows (usually two: the last message's outcome and the next one's
-        `sending`). Each row changes only from the status we expect and under our lease. Returns
-        {id: new status} of the rows it changed."""
+        `sending`), with the events of the outcomes in the same statement. Each row changes only from the
+        status we expect and under our lease. Returns {id: new status} of the rows it changed."""
         sets: list[str] = []
         params: list = []
 
@@ -396,115 +469,239 @@ class _Batch:
                 f"lease_until = CASE WHEN id IN ({_placeholders(len(released))}) THEN NULL ELSE lease_until END"
             )
             params.extend(released)
-        where = " OR ".join("(id = %s AND status = %s)" for _ in outcomes)
-        params.extend(o.id for o in outcomes)
+        where_params: list = [o.id for o in outcomes]
         for o in outcomes:
-            params.extend([o.id, o.from_status])
-        params.append(_dt(self.lease))
+            where_params.extend([o.id, o.from_status])
+        where_params.append(_dt(self.lease))
         # The rows are found by primary key. A plain `lease_until = %s` let PostgreSQL pick the lease index
         # instead (a fresh lease value looks rare to the planner) and scan every row of the batch for each
         # message: 0.8 ms a mark on a 500-row batch instead of 0.1 ms. IS NOT DISTINCT FROM is not indexable,
         # so the lease stays a filter; the lease is never NULL here, so it means the same.
-        lease_match = "lease_until IS NOT DISTINCT FROM %s" if connection.vendor == "postgresql" else "lease_until = %s"
-        sql = (
-            f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE id IN ({_placeholders(len(outcomes))}) "
-            f"AND ({where}) AND {lease_match} RETURNING id, status"
+        lease_match = "lease_until IS NOT DISTINCT FROM %s" if _is_postgres() else "lease_until = %s"
+        where = " OR ".join("(id = %s AND status = %s)" for _ in outcomes)
+        rows = update_with_events(
+            set_sql=", ".join(sets),
+            set_params=params,
+            where_sql=f"id IN ({_placeholders(len(outcomes))}) AND ({where}) AND {lease_match}",
+            where_params=where_params,
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            changed = dict(cursor.fetchall())
+        changed = dict(rows)
         if len(changed) < len(outcomes):
             lost = [o.id for o in outcomes if o.id not in changed]
             logger.warning("Deliveries %s changed under this batch (lease lost?); left as they are", lost)
         return changed
 
-    def _update_runs(self, run_ids: set) -> None:
+    def _report(self, run_ids: set) -> None:
         for run_id, counts in self.run_counts.items():
             if counts:
-                CampaignRun.objects.filter(pk=run_id).update(
-                    **{name: F(name) + value for name, value in counts.items()}
-                )
+                signals.deliveries_counted.send(sender=Delivery, run_id=run_id, counts=dict(counts))
         for run_id in run_ids:
-            run_finish_if_done(run_id=run_id)
+            delivery_run_check_final(run_id=run_id)
 
 
-def run_finish_if_done(*, run_id) -> bool:
-    """When a sending run has nothing queued or in flight, recount its counters from the rows (exact,
-    whatever happened to the per-batch increments) and close it through campaigns.services
-    .campaign_run_finished, which moves the campaign on (`sent`, or back to `scheduled` when a recurring
-    schedule has a next run; a paused or cancelled campaign is left alone). Only a run in `sending` is
-    closed here: one still fanning out may get more rows. Guarded conditional UPDATEs, so concurrent
-    batches close it once. Returns whether this call closed the run."""
-    from campaigns.services import campaign_run_finished  # inside: campaigns.services imports delivery
-
+def delivery_run_check_final(*, run_id: UUID) -> bool:
+    """Tell the run's owner (run_deliveries_final) when the run has nothing queued or in flight. Returns
+    whether it was final."""
     if Delivery.objects.filter(run_id=run_id, status__in=[S.QUEUED, S.SENDING]).exists():
         return False
-    by_status = {
-        row["status"]: row["n"]
-        for row in Delivery.objects.filter(run_id=run_id).values("status").annotate(n=Count("id"))
-    }
-    recounted = CampaignRun.objects.filter(pk=run_id, status=CampaignRun.Status.SENDING).update(
-        sent=by_status.get(S.SENT, 0),
-        failed=by_status.get(S.FAILED, 0) + by_status.get(S.BOUNCED, 0) + by_status.get(S.UNCERTAIN, 0),
-        skipped=by_status.get(S.SKIPPED, 0),
-    )
-    if not recounted:
-        return False
-    return campaign_run_finished(run_id=run_id)
+    signals.run_deliveries_final.send(sender=Delivery, run_id=run_id)
+    return True
 
 
-def _suppress_bounce(row: Delivery) -> None:
-    """A 5xx refusal: the address is dead. Done at once (bounces are rare) so that no later batch, of this
-    campaign or another, mails it again."""
-    Suppression.objects.bulk_create(
-        [
-            Suppression(
-                workspace_id=row.workspace_id,
-                email=normalize_email(row.email),
-                reason=Suppression.Reason.BOUNCED,
-            )
-        ],
-        ignore_conflicts=True,
-    )
-    if row.contact_id:
-        Contact.objects.filter(pk=row.contact_id, status=Contact.Status.SUBSCRIBED).update(
-            status=Contact.Status.BOUNCED, updated_at=timezone.now()
+def deliveries_cancel(*, run_id: UUID, reason: str) -> int:
+    """End every still-queued delivery of a run as `cancelled` (a stopped campaign), with its event. Rows in
+    flight finish as they are. Returns how many were cancelled."""
+    return len(
+        update_with_events(
+            set_sql="status = %s, error = %s, lease_until = NULL",
+            set_params=[S.CANCELLED, reason[:500]],
+            where_sql="run_id = %s AND status = %s",
+            where_params=[_run_param(run_id), S.QUEUED],
         )
+    )
+
+
+def deliveries_requeue(*, run_id: UUID) -> int:
+    """Make a run's queued deliveries due for the dispatcher again (after a resume: the tasks enqueued
+    before the pause ran, found the run paused and left the rows)."""
+    return Delivery.objects.filter(run_id=run_id, status=S.QUEUED, enqueued_at__isnull=False).update(enqueued_at=None)
+
+
+def _run_param(run_id):
+    field = Delivery._meta.get_field("run").target_field
+    return field.get_db_prep_value(run_id if isinstance(run_id, UUID) else UUID(str(run_id)), connection)
+
+
+# --- fan-out writes (the run's owner resolves the audience and plans the times) ---------------------------
+
+
+class DeliveryWriter:
+    """Inserts Delivery rows, skipping (run, contact) pairs that exist. PostgreSQL: COPY into a temporary
+    table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING (COPY alone cannot skip conflicts).
+    Elsewhere: bulk_create(ignore_conflicts=True)."""
+
+    VARYING = ("contact_id", "email", "send_at", "send_reason")
+
+    def __init__(self, *, workspace_id: UUID, run_id: UUID, campaign_id: UUID):
+        self.workspace_id, self.run_id, self.campaign_id = workspace_id, run_id, campaign_id
+        # A run with no rows yet (the usual first attempt, under the fan-out's per-run lock) can COPY
+        # straight into the table; a re-run after a crash must skip the rows the first attempt wrote.
+        self.fresh = not Delivery.objects.filter(run_id=run_id).exists()
+        self.written = 0
+        fixed = {"workspace_id": workspace_id, "run_id": run_id, "campaign_id": campaign_id, "status": S.QUEUED}
+        # Every other column gets its model default, so a field added to Delivery later needs no change here.
+        self.fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
+        self.columns = [f.column for f in self.fields]
+        self.template: list = []
+        self.slots: list[int] = []
+        for index, f in enumerate(self.fields):
+            if f.attname in self.VARYING:
+                self.template.append(None)
+                self.slots.append(index)
+            else:
+                value = fixed[f.attname] if f.attname in fixed else f.get_default()
+                self.template.append(f.get_db_prep_save(value, connection))
+        order = {f.attname: i for i, f in enumerate(self.fields)}
+        self.positions = [order[name] for name in self.VARYING]
+
+    def write(self, chunk: list[tuple]) -> None:
+        if _is_postgres():
+            self._copy(chunk)
+        else:
+            self._bulk_create(chunk)
+
+    def _copy(self, chunk: list[tuple]) -> None:
+        table = Delivery._meta.db_table
+        cols = ", ".join(connection.ops.quote_name(c) for c in self.columns)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Each chunk's commit need not wait for its WAL flush: a crash loses at most the last chunks,
+            # which the re-run writes again, and the run's final (synchronous) commit flushes them all.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            target = table if self.fresh else "_fan_out_stage"
+            if not self.fresh:
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE _fan_out_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
+                )
+            with cursor.cursor.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+                row = list(self.template)
+                p_contact, p_email, p_send_at, p_reason = self.positions
+                for contact_id, email, send_at, reason in chunk:
+                    row[p_contact] = contact_id
+                    row[p_email] = email
+                    row[p_send_at] = send_at
+                    row[p_reason] = reason
+                    copy.write_row(row)
+            if self.fresh:
+                self.written += len(chunk)
+                return
+            cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _fan_out_stage ON CONFLICT DO NOTHING")
+            self.written += cursor.rowcount
+            cursor.execute("DROP TABLE _fan_out_stage")
+
+    def _bulk_create(self, chunk: list[tuple]) -> None:
+        objs = [
+            Delivery(
+                workspace_id=self.workspace_id,
+                run_id=self.run_id,
+                campaign_id=self.campaign_id,
+                contact_id=contact_id,
+                email=email,
+                send_at=send_at,
+                send_reason=reason,
+            )
+            for contact_id, email, send_at, reason in chunk
+        ]
+        before = Delivery.objects.filter(run_id=self.run_id).count()
+        Delivery.objects.bulk_create(objs, ignore_conflicts=True)
+        self.written += Delivery.objects.filter(run_id=self.run_id).count() - before
+
+
+def delivery_count(*, run_id: UUID) -> int:
+    return Delivery.objects.filter(run_id=run_id).count()
+
+
+# --- events ---------------------------------------------------------------------------------------------
+
+
+def event_record(
+    *,
+    workspace_id: UUID,
+    type: str,
+    email: str = "",
+    message_id: str = "",
+    delivery_id: int | None = None,
+    campaign_id: UUID | None = None,
+    run_id: UUID | None = None,
+    batch_id: UUID | None = None,
+    data: dict | None = None,
+    occurred_at: datetime | None = None,
+) -> Event:
+    """Write one event (campaign lifecycle, transactional steps, tracking). The send path writes its
+    per-message events in bulk with its marks instead (see update_with_events)."""
+    if type not in E.values:
+        raise ValueError(f"Unknown event type {type!r}")
+    return Event.objects.create(
+        workspace_id=workspace_id,
+        type=type,
+        occurred_at=occurred_at or timezone.now(),
+        email=email,
+        message_id=message_id,
+        delivery_id=delivery_id,
+        campaign_id=campaign_id,
+        run_id=run_id,
+        batch_id=batch_id,
+        data=data or {},
+    )
+
+
+def events_record(*, events: list[Event]) -> None:
+    """Write many prepared (unsaved) events in one INSERT."""
+    Event.objects.bulk_create(events)
 
 
 # --- tracking ---------------------------------------------------------------------------------------------
 
 
-def _event(delivery_id: int, workspace_id, kind: str, *, user_agent: str, url: str = "") -> DeliveryEvent:
-    return DeliveryEvent.objects.create(
-        workspace_id=workspace_id,
-        delivery_id=delivery_id,
-        kind=kind,
-        at=timezone.now(),
-        user_agent=(user_agent or "")[:500],
-        url=url,
+def _tracked(row: Delivery, type: str, *, user_agent: str, **data) -> Event:
+    return event_record(
+        workspace_id=row.workspace_id,
+        type=type,
+        email=row.email,
+        message_id=row.message_id,
+        delivery_id=row.id,
+        campaign_id=row.campaign_id,
+        run_id=row.run_id,
+        data={"user_agent": (user_agent or "")[:500], **data},
+    )
+
+
+def _tracked_row(delivery_id: int) -> Delivery | None:
+    return (
+        Delivery.objects.filter(pk=delivery_id)
+        .only("id", "workspace_id", "email", "message_id", "campaign_id", "run_id", "contact_id")
+        .first()
     )
 
 
 def delivery_record_open(*, delivery_id: int, user_agent: str) -> bool:
     """An open pixel was fetched: stamp the first open, log every one. False if the delivery is gone."""
-    workspace_id = Delivery.objects.filter(pk=delivery_id).values_list("workspace_id", flat=True).first()
-    if workspace_id is None:
+    row = _tracked_row(delivery_id)
+    if row is None:
         return False
     Delivery.objects.filter(pk=delivery_id, opened_at__isnull=True).update(opened_at=timezone.now())
-    _event(delivery_id, workspace_id, DeliveryEvent.Kind.OPENED, user_agent=user_agent)
+    _tracked(row, E.OPENED, user_agent=user_agent)
     return True
 
 
 def delivery_record_click(*, delivery_id: int, url: str, user_agent: str) -> bool:
     """A tracked link was followed. A click implies an open (the pixel may have been blocked)."""
-    workspace_id = Delivery.objects.filter(pk=delivery_id).values_list("workspace_id", flat=True).first()
-    if workspace_id is None:
+    row = _tracked_row(delivery_id)
+    if row is None:
         return False
     now = timezone.now()
     Delivery.objects.filter(pk=delivery_id, clicked_at__isnull=True).update(clicked_at=now)
     Delivery.objects.filter(pk=delivery_id, opened_at__isnull=True).update(opened_at=now)
-    _event(delivery_id, workspace_id, DeliveryEvent.Kind.CLICKED, user_agent=user_agent, url=url)
+    _tracked(row, E.CLICKED, user_agent=user_agent, url=url)
     return True
 
 
@@ -512,20 +709,15 @@ def delivery_unsubscribe(*, delivery_id: int, user_agent: str) -> bool:
     """The recipient asked to get no more mail: contact `unsubscribed`, address on the suppression list,
     one `unsubscribed` event. Idempotent: asking again changes nothing. False if the delivery is gone."""
     with transaction.atomic():
-        row = Delivery.objects.filter(pk=delivery_id).select_related("contact").first()
+        row = _tracked_row(delivery_id)
         if row is None:
             return False
-        changed = False
-        contact = row.contact
-        if contact is not None and contact.status == Contact.Status.SUBSCRIBED:
-            contact.status = Contact.Status.UNSUBSCRIBED
-            contact.save(update_fields=["status", "updated_at"])
-            changed = True
-        _, created = Suppression.objects.get_or_create(
+        changed = contact_suppress(
             workspace_id=row.workspace_id,
-            email=normalize_email(row.email),
-            defaults={"reason": Suppression.Reason.UNSUBSCRIBED},
+            email=row.email,
+            reason=Suppression.Reason.UNSUBSCRIBED,
+            contact_id=row.contact_id,
         )
-        if changed or created:
-            _event(row.id, row.workspace_id, DeliveryEvent.Kind.UNSUBSCRIBED, user_agent=user_agent)
+        if changed:
+            _tracked(row, E.UNSUBSCRIBED, user_agent=user_agent)
     return True

@@ -1,4 +1,4 @@
-"""Send-rate limits in Redis (DESIGN.md §8): per workspace, and per recipient domain across all
+"""Send-rate limits in Redis (docs/architecture.md#delivery-engine): per workspace, and per recipient domain across all
 workspaces (they share the sending IPs, and it is the mailbox provider that blocks an IP that sends too
 fast), so one campaign cannot get the platform blocked by Gmail.
 

@@ -1,4 +1,4 @@
-"""Signed tracking tokens and the HTML changes that carry them (DESIGN.md §10).
+"""Signed tracking tokens and the HTML changes that carry them (docs/architecture.md#events).
 
 Tokens are django.core.signing signatures (HMAC-SHA256 with SECRET_KEY), salted per purpose so that an
 open token can never be replayed as an unsubscribe or click token. They do not expire: an unsubscribe
@@ -20,8 +20,7 @@ from django.core import signing
 
 OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
 _SIGNERS = {
-    purpose: signing.Signer(salt=f"mailsched.delivery.{purpose}", sep=".")
-    for purpose in (OPEN, CLICK, UNSUBSCRIBE)
+    purpose: signing.Signer(salt=f"mailsched.delivery.{purpose}", sep=".") for purpose in (OPEN, CLICK, UNSUBSCRIBE)
 }
 
 
@@ -121,9 +120,7 @@ PREHEADER_HTML = (
     '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;'
     'overflow:hidden;mso-hide:all;">{}</div>'
 )
-PIXEL_HTML = (
-    '<img src="{}" width="1" height="1" alt="" style="display:block;border:0;height:1px;width:1px;" />'
-)
+PIXEL_HTML = '<img src="{}" width="1" height="1" alt="" style="display:block;border:0;height:1px;width:1px;" />'
 
 
 def add_preheader(body: str, preheader_html: str) -> str:

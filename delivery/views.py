@@ -1,4 +1,4 @@
-"""Tracking endpoints under /t/ (DESIGN.md §10): plain Django views, no API key. The signed token in the
+"""Tracking endpoints under /t/ (docs/architecture.md#events): plain Django views, no API key. The signed token in the
 path is the only credential; a token that fails its signature is a plain 404 and changes nothing.
 
 `unsubscribe` is csrf_exempt on purpose: RFC 8058 one-click unsubscribes are POSTed by mailbox providers

@@ -1,1 +1,1 @@
-# Models arrive with the issue that builds this app (see ../shared/DESIGN.md).
+# Models arrive with the issue that builds this app (see ../shared/docs/architecture.md).

@@ -1,19 +1,10 @@
 from django.contrib import admin, messages
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from common import errors
 from transactional import services
-from transactional.models import TransactionalEvent, TransactionalMessage
-
-
-class TransactionalEventInline(admin.TabularInline):
-    model = TransactionalEvent
-    extra = 0
-    can_delete = False
-    fields = ["kind", "at", "detail"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
+from transactional.models import TransactionalMessage
 
 
 @admin.register(TransactionalMessage)
@@ -24,12 +15,17 @@ class TransactionalMessageAdmin(admin.ModelAdmin):
     list_filter = ["status", "priority", "sandbox", "workspace"]
     search_fields = ["to_email", "subject", "customer_reference", "=batch_id", "=id"]
     date_hierarchy = "created_at"
-    inlines = [TransactionalEventInline]
     actions = ["cancel_scheduled"]
     exclude = ["attachments"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields if field.name != "attachments"]
+        return [*(field.name for field in self.model._meta.fields if field.name != "attachments"), "log"]
+
+    @admin.display(description="Events")
+    def log(self, obj):
+        # The one event table has no foreign key to the message (events outlive it), so no inline.
+        rows = [(e.occurred_at, e.type, e.data.get("detail", "")) for e in obj.events] if obj else []
+        return format_html_join(mark_safe("<br>"), "{:%Y-%m-%d %H:%M:%S}Z · {} · {}", rows) or "—"
 
     def has_add_permission(self, request):
         return False

@@ -1,4 +1,4 @@
-"""Transactional endpoints (DESIGN.md §7): parse, call one service or selector, render."""
+"""Transactional endpoints (docs/architecture.md#transactional): parse, call one service or selector, render."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -6,8 +6,8 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api import WorkspaceApiMixin
 from common import errors
-from common.api import WorkspaceApiMixin
 from common.schema import error_response
 from transactional import selectors, services
 from transactional.filters import TransactionalMessageFilter

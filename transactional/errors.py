@@ -1,4 +1,4 @@
-"""Transactional errors of DESIGN.md §4, in the one hierarchy of common.errors."""
+"""Transactional errors of docs/architecture.md#errors, in the one hierarchy of common.errors."""
 
 from common.errors import ApplicationError
 

@@ -1,4 +1,4 @@
-"""Transactional messages (DESIGN.md §7): an outbox in PostgreSQL. See docs/decisions/012.
+"""Transactional messages (docs/architecture.md#transactional): an outbox in PostgreSQL. See docs/decisions/012.
 
 A request with several `to` recipients is one batch of messages, one per `to` address, each carrying the
 request's cc, bcc, reply-to, headers and attachments. Status moves only by conditional UPDATEs
@@ -15,6 +15,7 @@ import uuid
 from django.db import models
 
 from accounts.models import Workspace
+from delivery.models import Event
 
 
 class TransactionalMessage(models.Model):
@@ -99,26 +100,7 @@ class TransactionalMessage(models.Model):
     def recipient(self) -> dict:
         return {"email": self.to_email, "name": self.to_name}
 
-
-class TransactionalEvent(models.Model):
-    class Kind(models.TextChoices):
-        SCHEDULED = "scheduled"
-        QUEUED = "queued"
-        SENT = "sent"
-        DELIVERED = "delivered"
-        BOUNCED = "bounced"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-
-    id = models.BigAutoField(primary_key=True)
-    message = models.ForeignKey(TransactionalMessage, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    at = models.DateTimeField()
-    detail = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        ordering = ["at", "id"]
-        indexes = [models.Index(fields=["message", "at"], name="tx_event_message_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.message_id} @ {self.at:%Y-%m-%d %H:%M:%S}Z"
+    @property
+    def events(self):
+        """Its log in the one event table (delivery.models.Event), oldest first."""
+        return Event.objects.filter(workspace_id=self.workspace_id, message_id=str(self.pk)).order_by("id")

@@ -1,9 +1,10 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 
 from accounts.models import Workspace
 from common import errors
-from transactional.models import TransactionalEvent, TransactionalMessage
+from delivery.models import Event
+from transactional.models import TransactionalMessage
 
 
 def transactional_message_list(*, workspace: Workspace) -> QuerySet[TransactionalMessage]:
@@ -21,9 +22,6 @@ def transactional_message_get(
     queryset = TransactionalMessage.objects.filter(workspace=workspace)
     if for_update:
         queryset = queryset.select_for_update()
-    else:
-        events = TransactionalEvent.objects.order_by("at", "id")
-        queryset = queryset.prefetch_related(Prefetch("events", queryset=events))
     try:
         message = queryset.filter(pk=message_id).first()
     except (ValueError, DjangoValidationError):  # not a UUID: no such message either
@@ -31,6 +29,11 @@ def transactional_message_get(
     if message is None:
         raise errors.NotFound()
     return message
+
+
+def transactional_message_events(*, message: TransactionalMessage) -> QuerySet[Event]:
+    """The message's log: its events in the one event table, oldest first."""
+    return Event.objects.filter(workspace_id=message.workspace_id, message_id=str(message.pk)).order_by("id")
 
 
 def transactional_batch_messages(

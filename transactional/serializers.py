@@ -1,4 +1,4 @@
-"""HTTP shapes of the transactional API (DESIGN.md §7). Input serializers check the form of a request;
+"""HTTP shapes of the transactional API (docs/architecture.md). Input serializers check the form of a request;
 the rules that need the database or the clock (verified sending domain, scheduled_at window, attachment
 size limit) live in transactional.services."""
 
@@ -10,7 +10,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from common.serializers import StrictInputSerializer, reject_nul
-from transactional.models import TransactionalEvent, TransactionalMessage
+from delivery.models import Event
+from transactional.models import TransactionalMessage
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon.
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
@@ -208,9 +209,9 @@ class AttachmentOutput(serializers.Serializer):
 
 
 class EventOutput(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=TransactionalEvent.Kind.choices)
-    at = serializers.DateTimeField()
-    detail = serializers.CharField()
+    kind = serializers.ChoiceField(source="type", choices=Event.Type.choices)
+    at = serializers.DateTimeField(source="occurred_at")
+    detail = serializers.CharField(source="data.detail", default="")
 
 
 class MessageOutput(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""Transactional mail (DESIGN.md §7): accept, dispatch, send, cancel. See docs/decisions/012.
+"""Transactional mail (docs/architecture.md#transactional): accept, dispatch, send, cancel. See docs/decisions/012.
 
 The database is the outbox. A request writes its messages (one per `to` address) and their first event
 in one transaction; only after commit is anything enqueued, so a rejected or rolled-back request leaves
@@ -12,31 +12,35 @@ second password-reset mail is worse than a missing one the user can request agai
 """
 
 import logging
-import smtplib
 import uuid
 from base64 import b64decode
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.selectors import sending_domain_is_verified
-from campaigns.scheduling import parse_instant, to_utc_iso
 from common import errors
+from common.timerules import parse_instant, to_utc_iso
+from delivery.mime import address
+from delivery.models import Event
+from delivery.services import events_record
+from delivery.transport import SendError, Transport, backoff_delay, domain_of
 from transactional import selectors
 from transactional.errors import BatchNotCancellable, MessageNotCancellable
-from transactional.models import TransactionalEvent, TransactionalMessage
+from transactional.models import TransactionalMessage
 
 logger = logging.getLogger(__name__)
 
 M = TransactionalMessage
 S = TransactionalMessage.Status
-K = TransactionalEvent.Kind
+K = Event.Type
 
 MAX_SCHEDULE_AHEAD = timedelta(hours=72)
 # A task enqueued with eta=send_at may start a moment early (clock skew between beat and the workers).
@@ -50,12 +54,25 @@ class Accepted:
     sandbox: bool
 
 
-def _event(message_id, kind: str, at: datetime, detail: str = "") -> TransactionalEvent:
-    return TransactionalEvent(message_id=message_id, kind=kind, at=at, detail=detail[:500])
+def _event(message: TransactionalMessage, kind: str, at: datetime, detail: str = "", **data) -> Event:
+    """An event of the one event table (delivery.models.Event); `detail` is the message log's sentence."""
+    return Event(
+        workspace_id=message.workspace_id,
+        type=kind,
+        occurred_at=at,
+        email=message.to_email,
+        message_id=str(message.pk),
+        batch_id=message.batch_id,
+        data={"detail": detail[:500], **data},
+    )
+
+
+def _record(message: TransactionalMessage, kind: str, at: datetime, detail: str = "", **data) -> None:
+    events_record(events=[_event(message, kind, at, detail, **data)])
 
 
 def _domain(email: str) -> str:
-    return email.rpartition("@")[2].lower() or "localhost"
+    return domain_of(email) or "localhost"
 
 
 def transactional_schedule_instant(*, scheduled_at: str | datetime | None, now: datetime) -> datetime | None:
@@ -149,20 +166,25 @@ def transactional_send(
     ]
     with transaction.atomic():
         M.objects.bulk_create(messages)
-        TransactionalEvent.objects.bulk_create([_event(m.id, first, now, detail) for m in messages])
+        events_record(events=[_event(m, first, now, detail) for m in messages])
         if status == S.QUEUED:
             for message in messages:
                 _enqueue_on_commit(message.id, message.queue, None)
     return Accepted(batch_id=batch_id, message_ids=[m.id for m in messages], sandbox=sandbox)
 
 
-def _enqueue_on_commit(message_id, queue: str, eta: datetime | None) -> None:
-    from transactional.tasks import send_message
+# One task per priority, each bound to its own queue, so no call can put a high-priority message on the
+# low queue by forgetting an option (a plain `.delay()` lands where the task says). By name: the task
+# module imports this one.
+SEND_TASK_OF_QUEUE = {"tx_high": "transactional.tasks.send_high", "tx_low": "transactional.tasks.send_low"}
 
+
+def _enqueue_on_commit(message_id, queue: str, eta: datetime | None) -> None:
     # robust: a broker hiccup must not undo the commit; the dispatcher re-enqueues a queued row whose
     # task never ran (TRANSACTIONAL_REENQUEUE_AFTER_SECONDS).
+    task = SEND_TASK_OF_QUEUE[queue]
     transaction.on_commit(
-        lambda: send_message.apply_async(args=[str(message_id)], queue=queue, eta=eta), robust=True
+        lambda: current_app.send_task(task, args=[str(message_id)], queue=queue, eta=eta), robust=True
     )
 
 
@@ -182,9 +204,7 @@ def transactional_message_cancel(*, workspace: Workspace, message_id) -> Transac
             raise MessageNotCancellable(status=message.status)
         message.status = S.CANCELLED
         message.save(update_fields=["status", "updated_at"])
-        TransactionalEvent.objects.create(
-            message=message, kind=K.CANCELLED, at=now, detail="Cancelled by API."
-        )
+        _record(message, K.CANCELLED, now, "Cancelled by API.")
     return message
 
 
@@ -205,9 +225,7 @@ def transactional_batch_cancel(*, workspace: Workspace, batch_id) -> list[Transa
         M.objects.filter(id__in=[m.id for m in scheduled], status=S.SCHEDULED).update(
             status=S.CANCELLED, updated_at=now
         )
-        TransactionalEvent.objects.bulk_create(
-            [_event(m.id, K.CANCELLED, now, "Cancelled with its batch by API.") for m in scheduled]
-        )
+        events_record(events=[_event(m, K.CANCELLED, now, "Cancelled with its batch by API.") for m in scheduled])
         for message in scheduled:
             message.status = S.CANCELLED
     return messages
@@ -241,15 +259,13 @@ def transactional_dispatch_due(*, limit: int | None = None) -> TickResult:
             M.objects.select_for_update(skip_locked=True)
             .filter(status=S.SCHEDULED, send_at__lte=horizon)
             .order_by("send_at")
-            .only("id", "priority", "send_at")[:limit]
+            .only("id", "workspace_id", "batch_id", "to_email", "priority", "send_at")[:limit]
         )
         if due:
             M.objects.filter(id__in=[m.id for m in due], status=S.SCHEDULED).update(
                 status=S.QUEUED, enqueued_at=now, updated_at=now
             )
-            TransactionalEvent.objects.bulk_create(
-                [_event(m.id, K.QUEUED, now, "Due: handed to the send queue.") for m in due]
-            )
+            events_record(events=[_event(m, K.QUEUED, now, "Due: handed to the send queue.") for m in due])
         waiting = list(
             M.objects.select_for_update(skip_locked=True)
             .filter(status=S.QUEUED, send_at__lte=horizon)
@@ -276,13 +292,13 @@ def _reap_stuck_sending(*, now: datetime) -> int:
         stuck = list(
             M.objects.select_for_update(skip_locked=True)
             .filter(status=S.SENDING, claimed_at__lt=cutoff)
-            .values_list("id", flat=True)[:1000]
+            .only("id", "workspace_id", "batch_id", "to_email")[:1000]
         )
         if stuck:
-            M.objects.filter(id__in=stuck, status=S.SENDING).update(
+            M.objects.filter(id__in=[m.id for m in stuck], status=S.SENDING).update(
                 status=S.FAILED, error=detail[:500], updated_at=now
             )
-            TransactionalEvent.objects.bulk_create([_event(i, K.FAILED, now, detail) for i in stuck])
+            events_record(events=[_event(m, K.FAILED, now, detail, reason=detail, uncertain=True) for m in stuck])
     if stuck:
         logger.warning("transactional: %d message(s) left sending by a dead worker marked failed", len(stuck))
     return len(stuck)
@@ -291,16 +307,13 @@ def _reap_stuck_sending(*, now: datetime) -> int:
 # --- send (the tx_high / tx_low workers) ------------------------------------------------------------------
 
 
-class _Refused(Exception):
-    def __init__(self, message: str, *, permanent: bool):
-        super().__init__(message)
-        self.permanent = permanent
-
-
 def retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff after the n-th temporary failure: base, 2x base, 4x base, ... capped."""
-    base = settings.TRANSACTIONAL_RETRY_BASE_SECONDS
-    return timedelta(seconds=min(settings.TRANSACTIONAL_RETRY_MAX_SECONDS, base * 2 ** max(0, attempts - 1)))
+    """Backoff after the n-th temporary failure: base, 2x base, 4x base, ... capped."""
+    return backoff_delay(
+        attempts,
+        base_seconds=settings.TRANSACTIONAL_RETRY_BASE_SECONDS,
+        max_seconds=settings.TRANSACTIONAL_RETRY_MAX_SECONDS,
+    )
 
 
 def transactional_message_send(*, message_id) -> str:
@@ -316,8 +329,11 @@ def transactional_message_send(*, message_id) -> str:
     if message.sandbox:
         return _finish(message, S.SENT, K.SENT, "Sandbox: not handed to a mail server.")
     try:
-        _hand_off(message)
-    except _Refused as refused:
+        # The connection is opened and closed by the transport, not by send_messages, so an error on QUIT
+        # after the server accepted the message cannot be mistaken for a refusal (and cause a resend).
+        with Transport() as transport:
+            transport.send_email(build_email(message))
+    except SendError as refused:
         return _after_refusal(message, refused)
     return _finish(message, S.SENT, K.SENT, f"Accepted by the mail server as {message.smtp_message_id}.")
 
@@ -334,15 +350,18 @@ def _finish(message: TransactionalMessage, status: str, kind: str, detail: str, 
             updated_at=now,
         )
         if moved:
-            TransactionalEvent.objects.create(message_id=message.pk, kind=kind, at=now, detail=detail)
+            extra = {"reason": error} if error else {}
+            if status == S.SENT:
+                extra["smtp_message_id"] = message.smtp_message_id
+            _record(message, kind, now, detail, **extra)
     return status if moved else ""
 
 
-def _after_refusal(message: TransactionalMessage, refused: _Refused) -> str:
+def _after_refusal(message: TransactionalMessage, refused: SendError) -> str:
     reason = str(refused)
-    if refused.permanent:
+    if refused.permanent and refused.recipient_fault:
         return _finish(message, S.BOUNCED, K.BOUNCED, f"Refused: {reason}", error=reason)
-    if message.attempts >= settings.TRANSACTIONAL_MAX_ATTEMPTS:
+    if refused.permanent or message.attempts >= settings.TRANSACTIONAL_MAX_ATTEMPTS:
         return _finish(
             message, S.FAILED, K.FAILED, f"Gave up after {message.attempts} attempts: {reason}", error=reason
         )
@@ -361,23 +380,22 @@ def _after_refusal(message: TransactionalMessage, refused: _Refused) -> str:
             updated_at=now,
         )
         if moved:
-            TransactionalEvent.objects.create(
-                message_id=message.pk,
-                kind=K.QUEUED,
-                at=now,
-                detail=f"Temporary failure (attempt {message.attempts}), retrying in {wait}s: {reason}",
+            _record(
+                message,
+                K.DEFERRED,
+                now,
+                f"Temporary failure (attempt {message.attempts}), retrying in {wait}s: {reason}",
+                reason=reason,
+                retry_at=to_utc_iso(now + delay),
             )
     return S.QUEUED if moved else ""
 
 
 def _address(item: dict) -> str:
-    from email.utils import formataddr
-
-    # formataddr quotes specials and RFC 2047-encodes non-ASCII display names.
-    return formataddr((item["name"], item["email"]), charset="utf-8") if item.get("name") else item["email"]
+    return address(item.get("name", ""), item["email"])
 
 
-def build_email(message: TransactionalMessage, connection=None) -> EmailMultiAlternatives:
+def build_email(message: TransactionalMessage) -> EmailMultiAlternatives:
     headers = {**message.headers, "Message-ID": message.smtp_message_id}
     html_only = bool(message.html) and not message.text
     email = EmailMultiAlternatives(
@@ -389,7 +407,6 @@ def build_email(message: TransactionalMessage, connection=None) -> EmailMultiAlt
         bcc=[_address(item) for item in message.bcc],
         reply_to=[_address(message.reply_to)] if message.reply_to else None,
         headers=headers,
-        connection=connection,
     )
     if html_only:
         email.content_subtype = "html"
@@ -398,38 +415,3 @@ def build_email(message: TransactionalMessage, connection=None) -> EmailMultiAlt
     for item in message.attachments:
         email.attach(item["filename"], b64decode(item["content"]), item["content_type"])
     return email
-
-
-def _hand_off(message: TransactionalMessage) -> None:
-    """Raise _Refused for every failure, saying whether it is worth retrying. The connection is opened
-    and closed here rather than by send_messages, so an error on QUIT after the server accepted the
-    message cannot be mistaken for a refusal (and cause a resend)."""
-    backend = get_connection(fail_silently=False)
-    try:
-        backend.open()
-    except (smtplib.SMTPException, OSError) as exc:
-        raise _Refused(f"could not connect to the mail server: {exc}"[:400], permanent=False) from None
-    try:
-        backend.send_messages([build_email(message, connection=backend)])
-    except smtplib.SMTPRecipientsRefused as exc:
-        code, reply = next(iter(exc.recipients.values()), (450, b"refused"))
-        raise _Refused(_describe(code, reply, "RCPT"), permanent=code >= 500) from None
-    except smtplib.SMTPResponseException as exc:  # sender refused, data refused
-        raise _Refused(
-            _describe(exc.smtp_code, exc.smtp_error, "SMTP"), permanent=exc.smtp_code >= 500
-        ) from None
-    except (smtplib.SMTPException, OSError) as exc:
-        raise _Refused(f"connection error: {exc}"[:400], permanent=False) from None
-    except Exception as exc:  # noqa: BLE001 - ESP backends (django-anymail) raise their own types
-        kind = type(exc).__name__
-        raise _Refused(f"{kind}: {exc}"[:400], permanent=kind == "AnymailRecipientsRefused") from None
-    finally:
-        try:
-            backend.close()
-        except Exception:  # noqa: BLE001 - the message's outcome is already known
-            logger.info("transactional: closing the mail connection failed", exc_info=True)
-
-
-def _describe(code: int, reply, stage: str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return f"{stage} {code} {text}".strip()[:400]

@@ -1,18 +1,23 @@
+"""Thin Celery wrappers. One send task per priority, each bound to its queue (see
+transactional.services.SEND_TASK_OF_QUEUE): a plain `.delay()` can never put a high-priority message on
+the low queue. The claim inside makes every send safe to run twice (acks_late redelivery)."""
+
 from celery import shared_task
+
+from transactional.services import transactional_dispatch_due, transactional_message_send
+
+
+@shared_task(queue="tx_high", acks_late=True, ignore_result=True)
+def send_high(message_id: str) -> None:
+    transactional_message_send(message_id=message_id)
 
 
 @shared_task(queue="tx_low", acks_late=True, ignore_result=True)
-def send_message(message_id: str) -> None:
-    """Enqueued on tx_high or tx_low by the message's priority. The claim inside makes it safe to run
-    twice: a redelivered task (acks_late) sends nothing a second time."""
-    from transactional.services import transactional_message_send  # inside: no cycles at worker start
-
+def send_low(message_id: str) -> None:
     transactional_message_send(message_id=message_id)
 
 
 @shared_task(queue="default", acks_late=True, ignore_result=True)
 def dispatch_due() -> None:
     """Beat runs this every second or two (SYSTEM_PERIODIC_TASKS)."""
-    from transactional.services import transactional_dispatch_due
-
     transactional_dispatch_due()

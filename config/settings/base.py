@@ -126,7 +126,7 @@ CACHES = {
     }
 }
 
-# The engine never enqueues a task with an ETA further than this ahead (DESIGN.md §8): the dispatcher
+# The engine never enqueues a task with an ETA further than this ahead (docs/architecture.md): the dispatcher
 # claims due rows within a short horizon. The broker's visibility timeout must be longer than any ETA,
 # or Redis hands a waiting ETA task to a second worker (Celery docs, "Redis caveats: visibility timeout").
 DISPATCH_HORIZON_SECONDS = int(os.environ.get("DISPATCH_HORIZON_SECONDS", "30"))
@@ -165,17 +165,23 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Proves beat and a default worker are alive (shown by /readyz).",
     },
+    "campaigns: launch due": {
+        "task": "campaigns.tasks.dispatch_due",
+        "every_seconds": int(os.environ.get("DELIVERY_DISPATCH_EVERY_SECONDS", "2")),
+        "queue": "default",
+        "description": "Launches due campaigns, re-enqueues lost fan-outs, closes runs whose deliveries all ended.",
+    },
     "delivery: dispatch due": {
         "task": "delivery.tasks.dispatch_due",
         "every_seconds": int(os.environ.get("DELIVERY_DISPATCH_EVERY_SECONDS", "2")),
         "queue": "default",
-        "description": "Launches due campaigns, enqueues deliveries due within the horizon (DESIGN.md §8).",
+        "description": "Enqueues campaign deliveries due within the horizon (docs/architecture.md).",
     },
     "delivery: reap leases": {
         "task": "delivery.tasks.reap_leases",
         "every_seconds": int(os.environ.get("DELIVERY_REAP_EVERY_SECONDS", "15")),
         "queue": "default",
-        "description": "Returns deliveries of dead workers to the queue and closes finished runs.",
+        "description": "Returns deliveries of dead workers to the queue.",
     },
     "transactional: dispatch due": {
         "task": "transactional.tasks.dispatch_due",
@@ -229,7 +235,7 @@ DELIVERY_RATE_PER_DOMAIN = json.loads(os.environ.get("DELIVERY_RATE_PER_DOMAIN")
 DELIVERY_THROTTLE_BURST_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_BURST_SECONDS", "1.0"))
 DELIVERY_THROTTLE_MAX_WAIT_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_MAX_WAIT_SECONDS", "2.0"))
 
-# --- Transactional mail (DESIGN.md §7, docs/decisions/012) ------------------------------------------
+# --- Transactional mail (docs/architecture.md, docs/decisions/012) -----------------------------------------
 # Decoded size of all attachments of one request; over it, 403 CONTENT_REJECTED.
 TRANSACTIONAL_MAX_ATTACHMENT_BYTES = int(os.environ.get("TRANSACTIONAL_MAX_ATTACHMENT_BYTES", str(10 * 2**20)))
 # to + cc + bcc of one request (each `to` address becomes its own message carrying the cc and bcc).
@@ -248,7 +254,7 @@ TRANSACTIONAL_MAX_ATTEMPTS = int(os.environ.get("TRANSACTIONAL_MAX_ATTEMPTS", "8
 TRANSACTIONAL_SENDING_TIMEOUT_SECONDS = int(os.environ.get("TRANSACTIONAL_SENDING_TIMEOUT_SECONDS", "660"))
 
 # --- API ----------------------------------------------------------------------------------------------
-# Largest request body the API accepts; beyond it a 413 PAYLOAD_TOO_LARGE envelope (DESIGN.md §4).
+# Largest request body the API accepts; beyond it a 413 PAYLOAD_TOO_LARGE envelope (docs/architecture.md#errors).
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
 API_MAX_PAGE_SIZE = 500
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES

@@ -1,4 +1,4 @@
-"""Every campaign endpoint of DESIGN.md §6: its success and the §4 errors that apply to it."""
+"""Every campaign endpoint of docs/architecture.md#campaigns: its success and the §4 errors that apply to it."""
 
 from datetime import UTC, datetime
 

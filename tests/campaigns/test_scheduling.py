@@ -1,4 +1,4 @@
-"""The time rules of scheduling (DESIGN.md §5). Pure functions: no database, "now" passed in or frozen."""
+"""The time rules of scheduling (docs/architecture.md#time). Pure functions: no database, "now" passed in or frozen."""
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -9,16 +9,13 @@ from dateutil.rrule import MO, WE, rrule
 from dateutil.rrule import WEEKLY as WEEKLY_RRULE
 
 from campaigns.scheduling import (
-    NonexistentLocalTime,
     RecurringConfig,
-    local_wall_time_to_utc,
     next_runs,
-    parse_instant,
     parse_recurring_config,
-    to_utc_iso,
     upcoming_runs,
 )
 from common.errors import ValidationError
+from common.timerules import NonexistentLocalTime, local_wall_time_to_utc, parse_instant, to_utc_iso
 
 NEW_YORK = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

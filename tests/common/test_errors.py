@@ -1,4 +1,4 @@
-"""The error envelope of DESIGN.md §4 for requests that never reach a service."""
+"""The error envelope of docs/architecture.md#errors for requests that never reach a service."""
 
 import json
 

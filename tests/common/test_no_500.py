@@ -1,4 +1,4 @@
-"""No request, however malformed, gets a 500 (DESIGN.md §4): every write endpoint of the API with bodies
+"""No request, however malformed, gets a 500 (docs/architecture.md#errors): every write endpoint of the API with bodies
 of every wrong shape, and every list with nonsense filters."""
 
 import pytest

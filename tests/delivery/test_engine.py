@@ -1,166 +1,20 @@
-"""The dispatcher tick, the launch rule and the lease reaper (delivery.engine), on real PostgreSQL and Redis.
+"""The dispatcher tick and the lease reaper (delivery.engine), on real PostgreSQL and Redis.
 Time is set with time-machine or passed in; nothing here sleeps."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
-import time_machine
-from django.db import connections
 from django.utils import timezone
 
 from campaigns import services as campaign_services
-from campaigns.models import Campaign, CampaignRun
+from campaigns.models import CampaignRun
 from delivery import engine
 from delivery.models import Delivery
 from tests.factories import (
-    CampaignFactory,
     CampaignRunFactory,
-    ContactFactory,
     DeliveryFactory,
-    LabelFactory,
-    SendingDomainFactory,
 )
-from tests.threads import run_threads
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def audience(workspace):
-    SendingDomainFactory(workspace=workspace, domain="mail.example.com", verified=True)
-    label = LabelFactory(workspace=workspace, name="members")
-    ContactFactory.create_batch(2, workspace=workspace, labels=[label])
-    return {
-        "include_labels": [str(label.id)],
-        "exclude_labels": [],
-        "include_segments": [],
-        "exclude_segments": [],
-    }
-
-
-def schedule(workspace, audience, *, at: datetime, now: datetime, **schedule_fields) -> Campaign:
-    campaign = CampaignFactory(workspace=workspace, audience=audience)
-    fields = {"schedule_type": "scheduled", "scheduled_at": at.isoformat()} | schedule_fields
-    request = campaign_services.schedule_parse(**fields, now=now)
-    return campaign_services.campaign_schedule(
-        workspace=workspace, campaign_id=campaign.id, request=request, now=now
-    )
-
-
-def sending_run(workspace, **kwargs) -> CampaignRun:
-    campaign = CampaignFactory(workspace=workspace, status=Campaign.Status.SENDING)
-    return CampaignRunFactory(campaign=campaign, **kwargs)
-
-
-# --- launches -------------------------------------------------------------------------------------------
-
-
-def test_a_campaign_due_within_the_horizon_gets_its_launch_enqueued_once(workspace, audience):
-    campaign = schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-
-    first = engine.dispatch_due(now=T0 - timedelta(seconds=10))
-    second = engine.dispatch_due(now=T0 - timedelta(seconds=8))
-
-    campaign.refresh_from_db()
-    assert (first.launches, second.launches) == (1, 0)
-    assert campaign.launch_enqueued_at == T0 - timedelta(seconds=10)
-
-
-def test_a_campaign_beyond_the_horizon_is_left_in_the_database(workspace, audience, settings):
-    settings.DISPATCH_HORIZON_SECONDS = 30
-    schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-
-    assert engine.dispatch_due(now=T0 - timedelta(seconds=31)).launches == 0
-
-
-def test_a_launch_lost_with_redis_is_enqueued_again_after_the_grace(workspace, audience, settings):
-    settings.DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = 120
-    schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-    engine.dispatch_due(now=T0 - timedelta(seconds=10))
-
-    assert engine.dispatch_due(now=T0 + timedelta(seconds=100)).launches == 0
-    assert engine.dispatch_due(now=T0 + timedelta(seconds=111)).launches == 1
-
-
-def test_a_campaign_launches_at_its_scheduled_instant_and_not_before(workspace, audience):
-    campaign = schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-
-    with time_machine.travel(T0 - timedelta(seconds=2), tick=False):
-        wait = engine.launch_due(campaign_id=campaign.id, due_at=T0)
-        campaign.refresh_from_db()
-        assert (wait, campaign.status) == (2.0, Campaign.Status.SCHEDULED)
-    with time_machine.travel(T0, tick=False):
-        assert engine.launch_due(campaign_id=campaign.id, due_at=T0) is None
-
-    campaign.refresh_from_db()
-    run = campaign.runs.get()
-    assert (campaign.status, run.due_at, run.status) == (
-        Campaign.Status.SENDING,
-        T0,
-        CampaignRun.Status.PENDING,
-    )
-
-
-def test_a_tick_that_finds_the_dispatch_lock_taken_does_nothing(workspace, audience):
-    schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-    # Another dispatcher's tick in progress: the same lock, held by another connection's transaction.
-    other = connections.create_connection("default")
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [engine.DISPATCH_LOCK_KEY])
-            result = engine.dispatch_due(now=T0)
-            cursor.execute("ROLLBACK")
-    finally:
-        other.close()
-
-    assert (result.locked_out, result.launches) == (True, 0)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_two_dispatchers_at_once_launch_each_run_once(audience, workspace):
-    campaign = schedule(workspace, audience, at=T0, now=T0 - timedelta(hours=1))
-    # All ticks are done before any launch; a thread that fails breaks the barrier for the others.
-    ticked = threading.Barrier(4, timeout=10)
-
-    def beat() -> int:
-        launches = engine.dispatch_due(now=T0).launches
-        ticked.wait()
-        engine.launch_due(campaign_id=campaign.id, due_at=T0, now=T0)
-        return launches
-
-    launches = run_threads(*[beat] * 4)
-
-    assert sorted(launches) == [0, 0, 0, 1]
-    assert CampaignRun.objects.filter(campaign=campaign).count() == 1
-
-
-def test_recurring_runs_keep_their_local_time_across_the_dst_change(workspace, audience):
-    config = {"frequency": "daily", "time": "09:00", "time_zone": "America/New_York"}
-    campaign = schedule(
-        workspace,
-        audience,
-        at=T0,
-        now=datetime(2026, 3, 6, 20, 0, tzinfo=UTC),
-        schedule_type="recurring",
-        scheduled_at=None,
-        recurring_config=config,
-    )
-    launched = []
-    for _ in range(2):
-        due_at = Campaign.objects.get(pk=campaign.pk).next_run_at
-        with time_machine.travel(due_at, tick=False):
-            assert engine.dispatch_due().launches == 1
-            engine.launch_due(campaign_id=campaign.id, due_at=due_at)
-            run = CampaignRun.objects.get(campaign=campaign, due_at=due_at)
-            CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.SENDING)
-            campaign_services.campaign_run_finished(run_id=run.pk)
-        launched.append(due_at)
-
-    # 09:00 in New York: EST (UTC-5) on 7 March, EDT (UTC-4) from 8 March 2026.
-    assert launched == [datetime(2026, 3, 7, 14, 0, tzinfo=UTC), datetime(2026, 3, 8, 13, 0, tzinfo=UTC)]
-    assert Campaign.objects.get(pk=campaign.pk).next_run_at == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
 
 
 # --- deliveries -----------------------------------------------------------------------------------------
@@ -168,7 +22,7 @@ def test_recurring_runs_keep_their_local_time_across_the_dst_change(workspace, a
 
 def test_due_deliveries_are_enqueued_in_batches_with_the_batch_send_time_as_eta(workspace, settings):
     settings.DELIVERY_BATCH_SIZE = 3
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     due = [DeliveryFactory(run=run, send_at=now - timedelta(seconds=1)) for _ in range(4)]
     later = DeliveryFactory(run=run, send_at=now + timedelta(seconds=20))
@@ -184,7 +38,7 @@ def test_due_deliveries_are_enqueued_in_batches_with_the_batch_send_time_as_eta(
 
 
 def test_an_enqueued_delivery_is_not_enqueued_again_by_the_next_tick(workspace):
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     DeliveryFactory(run=run, send_at=now)
     engine.dispatch_due(now=now)
@@ -194,7 +48,7 @@ def test_an_enqueued_delivery_is_not_enqueued_again_by_the_next_tick(workspace):
 
 def test_a_delivery_beyond_the_horizon_stays_in_the_database(workspace, settings):
     settings.DISPATCH_HORIZON_SECONDS = 30
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     DeliveryFactory(run=run, send_at=now + timedelta(seconds=31))
 
@@ -202,7 +56,7 @@ def test_a_delivery_beyond_the_horizon_stays_in_the_database(workspace, settings
 
 
 def test_deliveries_of_a_paused_campaign_are_held(workspace):
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     DeliveryFactory(run=run)
     campaign_services.campaign_pause(workspace=workspace, campaign_id=run.campaign_id)
 
@@ -211,7 +65,7 @@ def test_deliveries_of_a_paused_campaign_are_held(workspace):
 
 def test_a_delivery_whose_task_was_lost_is_enqueued_again_once_stale(workspace, settings):
     settings.DELIVERY_REENQUEUE_AFTER_SECONDS = 60
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     DeliveryFactory(run=run, send_at=now, enqueued_at=now)
 
@@ -220,7 +74,7 @@ def test_a_delivery_whose_task_was_lost_is_enqueued_again_once_stale(workspace, 
 
 
 def test_a_delivery_moved_to_a_later_send_time_is_enqueued_again_when_due(workspace):
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     # Enqueued once, then a 4xx answer moved it ten minutes on: its first task has run.
     DeliveryFactory(run=run, send_at=now + timedelta(minutes=10), enqueued_at=now)
@@ -230,28 +84,18 @@ def test_a_delivery_moved_to_a_later_send_time_is_enqueued_again_when_due(worksp
 
 def test_a_long_bulk_queue_holds_back_new_batches(workspace, settings):
     settings.DELIVERY_BULK_QUEUE_MAX_BATCHES = 5
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     DeliveryFactory(run=run)
     engine._redis().rpush(engine.BULK_QUEUE, *["waiting task"] * 5)
 
     assert engine.dispatch_due().deliveries == 0
 
 
-def test_a_pending_run_whose_fan_out_was_lost_gets_it_again(workspace, settings):
-    settings.DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS = 60
-    run = sending_run(workspace, status=CampaignRun.Status.PENDING)
-    created = run.created_at
-
-    assert engine.dispatch_due(now=created + timedelta(seconds=30)).fan_outs == 0
-    assert engine.dispatch_due(now=created + timedelta(seconds=61)).fan_outs == 1
-    assert engine.dispatch_due(now=created + timedelta(seconds=62)).fan_outs == 0
-
-
 # --- the reaper -----------------------------------------------------------------------------------------
 
 
 def test_claimed_never_attempted_deliveries_of_a_dead_worker_return_to_the_queue(workspace):
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     row = DeliveryFactory(run=run, enqueued_at=now, lease_until=now - timedelta(seconds=1))
 
@@ -267,7 +111,7 @@ def test_claimed_never_attempted_deliveries_of_a_dead_worker_return_to_the_queue
 
 def test_the_in_flight_delivery_of_a_dead_worker_is_retried_and_flagged(workspace, settings):
     settings.DELIVERY_LEASE_EXPIRED_POLICY = "retry"
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     row = DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=now - timedelta(seconds=1))
 
@@ -278,7 +122,7 @@ def test_the_in_flight_delivery_of_a_dead_worker_is_retried_and_flagged(workspac
 
 def test_under_the_uncertain_policy_the_in_flight_delivery_ends_uncertain_and_flagged(workspace, settings):
     settings.DELIVERY_LEASE_EXPIRED_POLICY = "uncertain"
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     row = DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=now - timedelta(seconds=1))
 
@@ -288,7 +132,7 @@ def test_under_the_uncertain_policy_the_in_flight_delivery_ends_uncertain_and_fl
 
 
 def test_a_live_lease_is_left_to_its_worker(workspace):
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     now = timezone.now()
     DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=now + timedelta(seconds=30))
     DeliveryFactory(run=run, lease_until=now + timedelta(seconds=30))
@@ -298,28 +142,8 @@ def test_a_live_lease_is_left_to_its_worker(workspace):
     assert (result.requeued, result.retried, result.uncertain) == (0, 0, 0)
 
 
-def test_a_run_whose_deliveries_all_ended_is_closed_by_the_reaper(workspace):
-    run = sending_run(workspace)
-    DeliveryFactory(run=run, status=Delivery.Status.SENT)
-    DeliveryFactory(run=run, status=Delivery.Status.SKIPPED)
-
-    assert engine.reap_leases().runs_closed == [run.id]
-    run.refresh_from_db()
-    run.campaign.refresh_from_db()
-    assert (run.status, run.sent, run.skipped) == (CampaignRun.Status.SENT, 1, 1)
-    assert run.campaign.status == Campaign.Status.SENT
-
-
-def test_a_run_with_a_delivery_still_queued_is_not_closed(workspace):
-    run = sending_run(workspace)
-    DeliveryFactory(run=run, status=Delivery.Status.SENT)
-    DeliveryFactory(run=run)
-
-    assert engine.reap_leases().runs_closed == []
-
-
 def test_deliveries_enqueued_before_a_pause_go_again_at_once_on_resume(workspace):
-    run = sending_run(workspace)
+    run = CampaignRunFactory(campaign__workspace=workspace)
     DeliveryFactory(run=run)
     engine.dispatch_due()
     campaign_services.campaign_pause(workspace=workspace, campaign_id=run.campaign_id)
@@ -330,7 +154,7 @@ def test_deliveries_enqueued_before_a_pause_go_again_at_once_on_resume(workspace
 
 def test_the_in_flight_delivery_of_a_stopped_run_ends_uncertain_rather_than_retried(workspace, settings):
     settings.DELIVERY_LEASE_EXPIRED_POLICY = "retry"
-    run = sending_run(workspace, status=CampaignRun.Status.CANCELLED)
+    run = CampaignRunFactory(campaign__workspace=workspace, status=CampaignRun.Status.CANCELLED)
     now = timezone.now()
     row = DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=now - timedelta(seconds=1))
 

@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from audience.models import Contact, Suppression
 from campaigns.models import Campaign, CampaignRun
+from campaigns.services import campaign_run_deliveries_final
 from delivery import tracking
 from delivery.models import Delivery
-from delivery.services import delivery_send_batch, retry_delay, run_finish_if_done
+from delivery.services import delivery_send_batch, retry_delay
 from delivery.tasks import send_batch
 from tests.factories import DeliveryFactory, SuppressionFactory, TemplateFactory
 
@@ -339,7 +340,7 @@ def test_run_with_a_retry_pending_is_not_finished(make_deliveries, sink, run):
 def test_run_ending_while_its_campaign_is_paused_leaves_the_campaign_paused(run, campaign):
     DeliveryFactory(run=run, status="sent")
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
-    assert run_finish_if_done(run_id=run.id)
+    assert campaign_run_deliveries_final(run_id=run.id)
     campaign.refresh_from_db()
     assert (CampaignRun.objects.get(pk=run.pk).status, campaign.status) == ("sent", "paused")
 
@@ -349,7 +350,7 @@ def test_recurring_campaign_with_a_next_run_returns_to_scheduled(run, campaign):
         schedule_type="recurring", next_run_at=timezone.now() + timedelta(days=1)
     )
     DeliveryFactory(run=run, status="sent")
-    run_finish_if_done(run_id=run.id)
+    campaign_run_deliveries_final(run_id=run.id)
     campaign.refresh_from_db()
     assert campaign.status == "scheduled"
 
@@ -357,7 +358,7 @@ def test_recurring_campaign_with_a_next_run_returns_to_scheduled(run, campaign):
 def test_finished_run_counters_are_recounted_from_the_rows(run, campaign):
     for status in ("sent", "sent", "bounced", "skipped", "uncertain"):
         DeliveryFactory(run=run, status=status)
-    run_finish_if_done(run_id=run.id)
+    campaign_run_deliveries_final(run_id=run.id)
     run.refresh_from_db()
     assert (run.sent, run.failed, run.skipped) == (2, 2, 1)
 

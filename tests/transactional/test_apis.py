@@ -5,7 +5,8 @@ import pytest
 import time_machine
 from django.core import mail
 
-from transactional.models import TransactionalEvent, TransactionalMessage
+from delivery.models import Event
+from transactional.models import TransactionalMessage
 from transactional.services import transactional_dispatch_due, transactional_message_send
 
 from .conftest import URL, attachment, body, post, queue_length
@@ -87,8 +88,8 @@ def test_scheduled_message_waits_with_a_scheduled_event_and_nothing_queued(api, 
     assert message.status == "scheduled"
     assert message.send_at == datetime(2026, 6, 10, 14, 30, tzinfo=UTC)
     event = message.events.get()
-    assert event.kind == "scheduled"
-    assert "2026-06-10T14:30:00Z" in event.detail
+    assert event.type == "scheduled"
+    assert "2026-06-10T14:30:00Z" in event.data["detail"]
     assert queue_length("tx_high") == 0
 
 
@@ -309,7 +310,7 @@ def test_rejected_requests_store_no_event_and_queue_nothing(api, domain, django_
         response = post(api, body(subject="a\nb"))
 
     assert response.status_code == 400
-    assert (callbacks, TransactionalEvent.objects.count(), queue_length("tx_high")) == ([], 0, 0)
+    assert (callbacks, Event.objects.count(), queue_length("tx_high")) == ([], 0, 0)
 
 
 def test_without_a_key_is_401(anon):
@@ -414,7 +415,7 @@ def test_cancel_a_scheduled_message(api, domain):
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
     message = TransactionalMessage.objects.get()
-    assert [e.kind for e in message.events.all()] == ["scheduled", "cancelled"]
+    assert [e.type for e in message.events.all()] == ["scheduled", "cancelled"]
 
 
 def test_cancel_after_dispatch_is_409(api, domain):
@@ -458,7 +459,7 @@ def test_cancel_a_scheduled_batch(api, domain):
     assert sorted((m["message_id"], m["status"]) for m in response.json()["messages"]) == sorted(
         (i, "cancelled") for i in accepted["message_ids"]
     )
-    assert TransactionalEvent.objects.filter(kind="cancelled").count() == 2
+    assert Event.objects.filter(type="cancelled").count() == 2
 
 
 def test_batch_cancel_after_dispatch_is_409_and_cancels_nothing(api, domain):

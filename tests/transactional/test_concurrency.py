@@ -57,7 +57,7 @@ def test_cancel_racing_the_dispatcher_exactly_one_wins(workspace, domain):
         else:
             assert getattr(cancelled, "code", None) == "MESSAGE_NOT_CANCELLABLE", cancelled
             assert (message.status, dispatched.scheduled_queued) == ("queued", 1)
-        kinds = list(message.events.values_list("kind", flat=True))
+        kinds = list(message.events.values_list("type", flat=True))
         assert kinds == ["scheduled", "cancelled" if cancel_won else "queued"]
 
 
@@ -77,4 +77,4 @@ def test_two_dispatchers_claim_a_message_once(workspace, domain):
 
     assert first.scheduled_queued + second.scheduled_queued == 200
     assert TransactionalMessage.objects.filter(status="queued").count() == 200
-    assert all(m.events.filter(kind="queued").count() == 1 for m in TransactionalMessage.objects.all())
+    assert all(m.events.filter(type="queued").count() == 1 for m in TransactionalMessage.objects.all())

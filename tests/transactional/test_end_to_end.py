@@ -122,7 +122,7 @@ def test_high_priority_message_reaches_the_sink_with_cc_bcc_reply_to_and_attachm
     assert part.get_content_type() == "application/pdf"
     assert part.get_content() == b"%PDF-1.4 the receipt"
     wait_for(lambda: TransactionalMessage.objects.get().status == "sent", timeout=10, what="the sent mark")
-    assert list(stored.events.values_list("kind", flat=True)) == ["queued", "sent"]
+    assert list(stored.events.values_list("type", flat=True)) == ["queued", "sent"]
 
 
 def test_scheduled_message_is_sent_at_its_time_by_the_worker(api, domain, smtp, start_worker):

@@ -50,7 +50,7 @@ def test_dispatcher_queues_scheduled_messages_due_within_the_horizon(workspace, 
     assert result.scheduled_queued == 1
     assert TransactionalMessage.objects.get(id=soon).status == "queued"
     assert TransactionalMessage.objects.get(id=later).status == "scheduled"
-    assert [e.kind for e in TransactionalMessage.objects.get(id=soon).events.all()] == ["scheduled", "queued"]
+    assert [e.type for e in TransactionalMessage.objects.get(id=soon).events.all()] == ["scheduled", "queued"]
 
 
 def test_dispatcher_enqueues_on_the_priority_queue_after_commit(
@@ -107,7 +107,7 @@ def test_send_hands_off_once_even_when_the_task_runs_twice(workspace, domain):
     assert len(mail.outbox) == 1
     message = only_message()
     assert (message.status, message.attempts) == ("sent", 1)
-    assert [e.kind for e in message.events.all()] == ["queued", "sent"]
+    assert [e.type for e in message.events.all()] == ["queued", "sent"]
 
 
 def test_sent_message_carries_cc_bcc_reply_to_headers_attachment_and_message_id(workspace, domain):
@@ -188,7 +188,7 @@ def test_permanent_refusal_bounces(workspace, domain, sink):
     message = only_message()
     assert (outcome, message.status) == ("bounced", "bounced")
     assert "550" in message.error
-    assert message.events.last().kind == "bounced"
+    assert message.events.last().type == "bounced"
 
 
 def test_temporary_refusals_end_failed_after_the_attempt_limit(workspace, domain, sink, settings):
@@ -232,7 +232,7 @@ def test_message_left_sending_by_a_dead_worker_is_failed_and_never_resent(worksp
     message = only_message()
     assert (result.uncertain, resend, message.status) == (1, "", "failed")
     assert "not sent again" in message.error
-    assert message.events.last().kind == "failed"
+    assert message.events.last().type == "failed"
     assert mail.outbox == []
 
 

@@ -1,4 +1,4 @@
-"""When each recipient of a run gets the message, and why (DESIGN.md §8, §9).
+"""When each recipient of a run gets the message, and why (docs/architecture.md, "Send times").
 
 One function decides a recipient's send time for fan-out and for the `send-plan` preview alike, so the
 plan an operator reads is the plan the engine follows.
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from common.timerules import local_wall_time_to_utc
 from common.timezones import is_valid_timezone
 
 EARLIEST_OFFSET = timezone(timedelta(hours=14))  # Pacific/Kiritimati, the first zone to reach a wall time
@@ -61,7 +62,7 @@ class SendPolicy:
 def plan_send_time(*, policy: SendPolicy, contact_timezone: str) -> tuple[datetime, str]:
     """(send_at, reason) for one recipient."""
     if policy.sto_window_hours:
-        # The scorer of DESIGN.md §9 plugs in here; with no open history the answer is the window start.
+        # The STO scorer plugs in here; with no open history the answer is the window start.
         return policy.launch_at, (
             f"send time optimization ({policy.sto_window_hours}h window): no open history, window start"
         )
@@ -78,8 +79,6 @@ def plan_send_time(*, policy: SendPolicy, contact_timezone: str) -> tuple[dateti
 
 
 def _local_instant(policy: SendPolicy, zone_name: str) -> tuple[datetime, bool]:
-    from campaigns.scheduling import local_wall_time_to_utc
-
     zone = ZoneInfo(zone_name)
     wall = datetime.combine(policy.local_date, policy.local_wall_time)
     instant = local_wall_time_to_utc(local=wall, zone=zone, on_gap="shift")

@@ -1,4 +1,4 @@
-"""Fan-out of a campaign run into Delivery rows (delivery.engine.run_fan_out), on real PostgreSQL."""
+"""Fan-out of a campaign run into Delivery rows (campaigns.launching.run_fan_out), on real PostgreSQL."""
 
 import math
 from datetime import UTC, datetime
@@ -9,9 +9,10 @@ from django.db import connection
 
 from audience.models import Contact
 from campaigns import services as campaign_services
+from campaigns.launching import run_fan_out
 from campaigns.models import Campaign, CampaignRun
-from delivery.engine import _DeliveryWriter, run_fan_out
 from delivery.models import Delivery
+from delivery.services import DeliveryWriter
 from tests.factories import (
     CampaignFactory,
     CampaignRunFactory,
@@ -23,7 +24,6 @@ from tests.factories import (
 
 # The delivery-side writer of Delivery rows, which the fan-out hands its chunks to. Observed, never replaced;
 # if it or run_fan_out move (or the writer becomes a public service), only the imports above change.
-DeliveryWriter = _DeliveryWriter
 
 
 @pytest.fixture

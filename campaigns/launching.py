@@ -1,0 +1,269 @@
+"""Campaigns' side of the engine (docs/architecture.md, "Delivery engine", docs/decisions/011): the tick
+that launches due campaigns, the fan-out of a run into Delivery rows, and closing runs nobody closed.
+
+The database is the schedule: every task this module enqueues has an ETA at most DISPATCH_HORIZON_SECONDS
+ahead (delivery.engine's horizon), so Redis never holds hours of ETA tasks and losing it loses no schedule.
+Every task here is safe to run twice: the launch is guarded in campaigns.services.campaign_launch, the
+fan-out writes with ON CONFLICT DO NOTHING on (run, contact) under a per-run advisory lock.
+
+The delivery app below owns Delivery rows and sending; this module hands it the rows to write
+(delivery.services.DeliveryWriter) and asks it to enqueue what is due (delivery.engine).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from celery import current_app
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignRun
+from campaigns.planning import SendPolicy, plan_send_time
+from campaigns.selectors import campaign_recipients
+from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
+from common.db import try_advisory_xact_lock
+from delivery import engine as delivery_engine
+from delivery.models import Delivery
+from delivery.services import DeliveryWriter, deliveries_cancel, delivery_count
+
+logger = logging.getLogger(__name__)
+
+# pg_try_advisory_xact_lock key of the launch tick ("camp" in ASCII): one at a time in the cluster.
+LAUNCH_LOCK_KEY = 0x63616D70
+# Class id of the per-run session advisory lock a fan-out holds (the object id is hashtext(run id)).
+FANOUT_LOCK_CLASS = 0x666F7574  # "fout"
+# How many due campaigns one tick launches at most; the rest go on the next tick.
+LAUNCHES_PER_TICK = 500
+RUNS_PER_TICK = 100
+
+R = CampaignRun.Status
+S = Delivery.Status
+LAUNCH_TASK = "campaigns.tasks.launch_campaign"
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+# --- the launch tick -------------------------------------------------------------------------------------
+
+
+@dataclass
+class LaunchTickResult:
+    locked_out: bool = False
+    launches: int = 0
+    fan_outs: int = 0
+    runs_closed: list = field(default_factory=list)
+
+
+def campaigns_dispatch_due(*, now: datetime | None = None) -> LaunchTickResult:
+    """One tick: enqueue launches falling due within the horizon and fan-outs that were lost, and close
+    runs whose deliveries all ended without anyone closing them. Under a transaction-level advisory lock,
+    so two beats make one tick; `due <= now + horizon` includes everything overdue (catch-up after
+    downtime)."""
+    now = now or timezone.now()
+    result = LaunchTickResult()
+    with transaction.atomic():
+        if not try_advisory_xact_lock(LAUNCH_LOCK_KEY):
+            result.locked_out = True
+            return result
+        result.launches = _enqueue_launches(now=now)
+        result.fan_outs = _enqueue_lost_fan_outs(now=now)
+    result.runs_closed = close_ended_runs()
+    return result
+
+
+def _horizon() -> timedelta:
+    return timedelta(seconds=settings.DISPATCH_HORIZON_SECONDS)
+
+
+def _eta(when: datetime, *, now: datetime) -> datetime | None:
+    """None (run now) for what is already due; never beyond the horizon."""
+    if when <= now:
+        return None
+    return min(when, now + _horizon())
+
+
+def _enqueue_launches(*, now: datetime) -> int:
+    """Scheduled campaigns due within the horizon get a launch task with eta = their instant."""
+    grace = now - timedelta(seconds=settings.DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS)
+    due = list(
+        Campaign.objects.select_for_update(skip_locked=True)
+        .filter(status=Campaign.Status.SCHEDULED, next_run_at__lte=now + _horizon())
+        .filter(Q(launch_enqueued_at__isnull=True) | Q(launch_enqueued_at__lt=grace))
+        .order_by("next_run_at")
+        .values_list("id", "next_run_at")[:LAUNCHES_PER_TICK]
+    )
+    if not due:
+        return 0
+    Campaign.objects.filter(pk__in=[pk for pk, _ in due]).update(launch_enqueued_at=now)
+    for campaign_id, due_at in due:
+        transaction.on_commit(
+            lambda c=str(campaign_id), d=due_at: current_app.send_task(
+                LAUNCH_TASK, args=[c, d.isoformat()], eta=_eta(d, now=now), queue="default"
+            ),
+            robust=True,
+        )
+    return len(due)
+
+
+def _enqueue_lost_fan_outs(*, now: datetime) -> int:
+    """Runs whose fan-out task never ran (lost with Redis) or died half-way (worker killed) get it again.
+
+    A re-enqueue is remembered in Redis for the grace period, so a long fan-out still running is not sent
+    a new task every tick; and if Redis lost that marker, it lost the task too.
+    """
+    grace = settings.DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS
+    before = now - timedelta(seconds=grace)
+    stuck = list(
+        CampaignRun.objects.filter(
+            Q(status=R.PENDING, created_at__lt=before)
+            | Q(status=R.FANNING_OUT, launched_at__lt=before)
+            | Q(status=R.PAUSED, total=0, launched_at__lt=before)
+        )
+        .order_by("due_at")
+        .values_list("id", flat=True)[:RUNS_PER_TICK]
+    )
+    enqueued = 0
+    for run_id in stuck:
+        if not delivery_engine.remember(f"mailsched:fanout-enqueued:{run_id}", grace):
+            continue
+        logger.warning("Run %s was not fanned out in time; enqueuing its fan-out again", run_id)
+        transaction.on_commit(lambda r=run_id: enqueue_fan_out(r), robust=True)
+        enqueued += 1
+    return enqueued
+
+
+def close_ended_runs() -> list:
+    """Runs `sending` with every delivery ended: the worker that sent the last one died before reporting
+    it. They are closed the usual way (counters recounted from the rows, campaign moved on)."""
+    open_rows = Delivery.objects.filter(run_id=OuterRef("pk"), status__in=[S.QUEUED, S.SENDING])
+    ended = CampaignRun.objects.filter(status=R.SENDING).exclude(Exists(open_rows)).values_list("pk", flat=True)
+    return [run_id for run_id in list(ended[:RUNS_PER_TICK]) if campaign_run_deliveries_final(run_id=run_id)]
+
+
+def launch_due(*, campaign_id: UUID | str, due_at: datetime, now: datetime | None = None) -> float | None:
+    """Launch the campaign if its instant has come. Returns the seconds still to wait when the task ran
+    early (clock skew between beat and worker), for the task to come back then; None otherwise."""
+    now = now or timezone.now()
+    if due_at > now:
+        return (due_at - now).total_seconds()
+    campaign_launch(campaign_id=campaign_id, due_at=due_at, now=now)
+    return None
+
+
+# --- fan-out ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FanOutResult:
+    written: int = 0  # rows this call inserted (a re-run inserts only what was missing)
+    total: int = 0  # rows the run has now
+    status: str = ""
+
+
+def run_fan_out(*, run_id: UUID | str, now: datetime | None = None) -> FanOutResult | None:
+    """Write one Delivery per recipient of the run, each with its send time, then set the run sending.
+
+    Streams the audience (one SQL query, a server-side cursor) and writes in chunks with ON CONFLICT DO
+    NOTHING, so memory stays flat and a fan-out killed half-way is simply run again. Holds a session
+    advisory lock on the run while it works, so a twin task returns at once. Returns None when there was
+    nothing to do (run gone, ended, fanned out already, or held by another worker).
+    """
+    now = now or timezone.now()
+    with _fan_out_lock(run_id) as acquired:
+        if not acquired:
+            logger.info("Run %s is being fanned out by another worker", run_id)
+            return None
+        CampaignRun.objects.filter(pk=run_id, status=R.PENDING).update(status=R.FANNING_OUT, launched_at=now)
+        run = CampaignRun.objects.select_related("campaign__workspace").filter(pk=run_id).first()
+        # total > 0 on an open run means its fan-out finished (an empty one ends the run at once).
+        if run is None or run.status not in (R.FANNING_OUT, R.PAUSED) or run.total:
+            return None
+        try:
+            return _fan_out(run=run, now=now)
+        except Exception as exc:
+            logger.exception("Fan-out of run %s failed", run_id)
+            campaign_run_failed(run_id=run_id, reason=f"fan-out failed: {type(exc).__name__}: {exc}")
+            return FanOutResult(status=R.FAILED)
+
+
+def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
+    campaign = run.campaign
+    policy = SendPolicy.for_campaign(campaign=campaign, launch_at=run.due_at, occurrence=run.occurrence_at)
+    planned: dict[str, tuple[datetime, str]] = {}  # send time depends on the zone only: once per zone
+
+    def plan(zone: str) -> tuple[datetime, str]:
+        if zone not in planned:
+            send_at, reason = plan_send_time(policy=policy, contact_timezone=zone)
+            planned[zone] = (send_at, reason[:200])
+        return planned[zone]
+
+    recipients = campaign_recipients(workspace=campaign.workspace, campaign=campaign)
+    writer = DeliveryWriter(workspace_id=run.workspace_id, run_id=run.pk, campaign_id=run.campaign_id)
+    chunk: list[tuple] = []
+    size = settings.DELIVERY_FANOUT_CHUNK_SIZE
+    rows = recipients.order_by().values_list("id", "email", "timezone").iterator(chunk_size=size)
+    for contact_id, email, zone in rows:
+        send_at, reason = plan(zone or "")
+        chunk.append((contact_id, email, send_at, reason))
+        if len(chunk) >= size:
+            writer.write(chunk)
+            chunk = []
+            if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
+                break
+    if chunk:
+        writer.write(chunk)
+    return _finish_fan_out(run=run, written=writer.written, now=now)
+
+
+def _finish_fan_out(*, run: CampaignRun, written: int, now: datetime) -> FanOutResult:
+    total = delivery_count(run_id=run.pk)
+    with transaction.atomic():
+        status = CampaignRun.objects.select_for_update().values_list("status", flat=True).get(pk=run.pk)
+        if status == R.FANNING_OUT:
+            CampaignRun.objects.filter(pk=run.pk).update(status=R.SENDING, total=total)
+            status = R.SENDING
+        elif status == R.PAUSED:
+            # Paused during the fan-out: the rows are all there; resume sets the run sending.
+            CampaignRun.objects.filter(pk=run.pk).update(total=total)
+        elif status == R.CANCELLED:
+            # Stopped during the fan-out: rows written after the stop cancelled the queue are cancelled too.
+            deliveries_cancel(run_id=run.pk, reason="campaign stopped")
+            CampaignRun.objects.filter(pk=run.pk).update(total=total)
+    logger.info("Run %s fanned out: %s deliveries (%s new)", run.pk, total, written)
+    if status == R.SENDING:
+        if total == 0:
+            campaign_run_deliveries_final(run_id=run.pk, now=now)
+            status = R.SENT
+        else:
+            # The launch does not wait for the next tick: what is due goes to the workers now.
+            delivery_engine.delivery_dispatch_run(run_id=run.pk)
+    return FanOutResult(written=written, total=total, status=status)
+
+
+class _fan_out_lock:
+    """Session advisory lock on one run (PostgreSQL); released at exit or when the connection dies with a
+    killed worker. Elsewhere always acquired: the unique (run, contact) keeps twins harmless anyway."""
+
+    def __init__(self, run_id):
+        self.key = str(run_id)
+        self.acquired = False
+
+    def __enter__(self) -> bool:
+        if not _is_postgres():
+            self.acquired = True
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [FANOUT_LOCK_CLASS, self.key])
+            self.acquired = bool(cursor.fetchone()[0])
+        return self.acquired
+
+    def __exit__(self, *exc) -> None:
+        if self.acquired and _is_postgres():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [FANOUT_LOCK_CLASS, self.key])

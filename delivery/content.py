@@ -1,0 +1,75 @@
+"""The one message builder: what subject, html and text a message gets (docs/architecture.md, "Outbound
+layer"). The campaign preview and the send path both call `resolve_content` and `render_parts`, so what an
+operator previews is what goes out, byte for byte apart from the per-delivery tracking links.
+
+Which source wins, per part: a message's own subject, html or text when it has one, else its template's.
+So a campaign with its own text and a template with html sends the template's html with its own text,
+and previews the same (Mailchimp and SendGrid both treat a plain-text part as overridable on its own).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.rendering import render
+from delivery import tracking
+
+
+@dataclass(frozen=True)
+class MessageContent:
+    """A message's sources (templates, not yet personalised) and its sending identity."""
+
+    subject: str
+    html: str
+    text: str
+    from_email: str
+    from_name: str = ""
+    reply_to: str = ""
+    preheader: str = ""
+    track_opens: bool = False
+    track_clicks: bool = False
+    substitution_data: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_content(
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    template_subject: str = "",
+    template_html: str = "",
+    template_text: str = "",
+) -> tuple[str, str, str]:
+    """(subject, html, text): each part is the message's own, or else its template's."""
+    return (subject or template_subject, html or template_html, text or template_text)
+
+
+@dataclass(frozen=True)
+class RenderedParts:
+    subject: str
+    html: str
+    text: str
+
+
+def render_parts(content: MessageContent, context: dict[str, Any]) -> RenderedParts:
+    """Personalise the three parts for one recipient: the subject on one line (a value with line breaks
+    rendered into it cannot start a header, RFC 5322 §2.2), the preheader as hidden text at the top of the
+    html. Raises common.rendering.TemplateRenderError."""
+    subject = render(content.subject, context, html=False)
+    if "\r" in subject or "\n" in subject:
+        subject = " ".join(subject.split())
+    text = render(content.text, context, html=False)
+    body = render(content.html, context, html=True)
+    if body and content.preheader:
+        body = tracking.add_preheader(body, render(content.preheader, context, html=True))
+    return RenderedParts(subject=subject, html=body, text=text)
+
+
+def add_tracking(body: str, content: MessageContent, *, delivery_id: int) -> str:
+    """Click rewriting and the open pixel, when the message asks for them (html only)."""
+    if not body:
+        return body
+    if content.track_clicks:
+        body = tracking.rewrite_links(body, delivery_id)
+    if content.track_opens:
+        body = tracking.add_open_pixel(body, delivery_id)
+    return body

@@ -1,0 +1,46 @@
+"""What the send path needs to know about the runs it sends for, asked of the app that owns them.
+
+Delivery rows belong to runs of campaigns, but `delivery` sits below `campaigns` (docs/architecture.md,
+"Layers"): it may not import it. So the owner of the runs registers a `RunSource` when Django starts
+(campaigns.apps), and the send path asks it which runs may send right now and what their messages say.
+The run-state subqueries stay inside the claim's single UPDATE, so a pause or a stop still takes effect
+atomically with the claim, exactly as a join would.
+"""
+
+from collections.abc import Iterable
+from typing import Protocol
+from uuid import UUID
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet
+
+from delivery.content import MessageContent
+
+
+class RunSource(Protocol):
+    def claimable_run_ids(self) -> QuerySet:
+        """A values_list("id") queryset: runs whose queued deliveries a send batch may claim now."""
+
+    def dispatchable_run_ids(self) -> QuerySet:
+        """Runs whose due deliveries the dispatcher may enqueue (claimable, or still fanning out)."""
+
+    def stopped_run_ids(self) -> QuerySet:
+        """Runs whose remaining deliveries are cancelled (the campaign or the run was stopped)."""
+
+    def contents(self, run_ids: Iterable[UUID]) -> dict[UUID, MessageContent]:
+        """The message each run sends (sources, sending identity, tracking). A run it does not know is
+        left out; its deliveries fail."""
+
+
+_source: RunSource | None = None
+
+
+def register_run_source(source: RunSource) -> None:
+    global _source
+    _source = source
+
+
+def run_source() -> RunSource:
+    if _source is None:
+        raise ImproperlyConfigured("No RunSource registered: is the campaigns app in INSTALLED_APPS?")
+    return _source
