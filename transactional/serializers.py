@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from common.serializers import StrictInputSerializer, reject_nul
+from common.validators import SINGLE_LINE_MESSAGE, is_single_line
 from transactional.models import TransactionalEvent, TransactionalMessage
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except the colon.
@@ -35,9 +36,10 @@ RESERVED_HEADERS = {
 
 
 def no_header_breaks(value):
-    """A header value with CR or LF could inject headers (or a whole second message): refuse it."""
-    if isinstance(value, str) and any(char in value for char in "\r\n\x00"):
-        raise serializers.ValidationError("May not contain CR, LF or NUL characters.")
+    """A header value with CR or LF could inject headers (or a whole second message): refuse it
+    (common.validators.single_line, the rule every header-bound field shares)."""
+    if isinstance(value, str) and not is_single_line(value):
+        raise serializers.ValidationError(SINGLE_LINE_MESSAGE)
     return value
 
 
@@ -100,8 +102,8 @@ class HeadersField(serializers.DictField):
                 ]
             elif lowered in seen:
                 errors[name] = ["Given twice (header names are case-insensitive)."]
-            elif any(char in value for char in "\r\n\x00"):
-                errors[name] = ["May not contain CR, LF or NUL characters."]
+            elif not is_single_line(value):
+                errors[name] = [SINGLE_LINE_MESSAGE]
             seen.add(lowered)
         if errors:
             raise serializers.ValidationError(errors)
