@@ -48,7 +48,8 @@ def max_recipients() -> int:
 
 
 class AddressInput(StrictInputSerializer):
-    email = serializers.EmailField(max_length=254)
+    # no_header_breaks too: validate_email lets a quoted local part hold control characters such as VT.
+    email = serializers.EmailField(max_length=254, validators=[no_header_breaks])
     name = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default="", validators=[no_header_breaks]
     )
