@@ -5,8 +5,9 @@ from django import forms
 from django.contrib import admin
 
 from audience.models import Contact, ContactImport, Label, Segment, Suppression, normalize_email
-from audience.services import segment_rules_check
+from audience.services import CONTACT_HEADER_FIELDS, segment_rules_check
 from common import errors
+from common.validators import validate_single_line
 
 
 class ContactAdminForm(forms.ModelForm):
@@ -22,6 +23,12 @@ class ContactAdminForm(forms.ModelForm):
             "attributes",
             "labels",
         ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Email and names go into the To header: the API's single-line rule, not a second copy of it.
+        for name in CONTACT_HEADER_FIELDS:
+            self.fields[name].validators.append(validate_single_line)
 
     def clean_email(self):
         return normalize_email(self.cleaned_data["email"])

@@ -29,6 +29,7 @@ from audience.segments import rule_label_ids, validate_rules
 from common import errors
 from common.db import unique_or_400
 from common.timezones import is_valid_timezone
+from common.validators import single_line_problems
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +85,17 @@ def _labels_of_workspace(*, workspace: Workspace, label_ids: Iterable[UUID], fie
 # --- contacts -------------------------------------------------------------------------------------------
 
 
+# Contact fields that go into the To header of every message to the contact: each must be a single line
+# (Django's validate_email lets a quoted local part hold control characters such as VT).
+CONTACT_HEADER_FIELDS = ("email", "first_name", "last_name")
+
+
 def _clean_contact_fields(data: dict) -> dict:
     """Normalise and check what every path (API, admin, import) must agree on."""
-    problems: dict[str, list[str]] = {}
     if "email" in data:
         data["email"] = normalize_email(data["email"] or "")
+    problems: dict[str, list[str]] = single_line_problems(data, CONTACT_HEADER_FIELDS)
+    if "email" in data and "email" not in problems:
         try:
             validate_email(data["email"])
         except DjangoValidationError:
@@ -125,11 +132,18 @@ def contact_create(
     status: str = Contact.Status.SUBSCRIBED,
 ) -> Contact:
     data = _clean_contact_fields(
-        {"email": email, "timezone": timezone, "attributes": attributes or {}, "status": status}
+        {
+            "email": email,
+            "first_name": first_name,
+            "last_name": last_name,
+            "timezone": timezone,
+            "attributes": attributes or {},
+            "status": status,
+        }
     )
     label_objs = _labels_of_workspace(workspace=workspace, label_ids=labels)
     with unique_or_400("email", _duplicate_email(data["email"])):
-        contact = Contact.objects.create(workspace=workspace, first_name=first_name, last_name=last_name, **data)
+        contact = Contact.objects.create(workspace=workspace, **data)
         contact.labels.set(label_objs)
     return contact
 
@@ -419,6 +433,8 @@ def _parse_row(line: int, header: list[str], cells: list[str]) -> tuple[_Row | N
             if len(values[name]) > 100:
                 problems[name] = ["Must be at most 100 characters."]
             fields[name] = values[name]
+    # A quoted cell may hold a line break; in a name or address it would end up in the To header.
+    problems.update(single_line_problems({**fields, "email": email}, CONTACT_HEADER_FIELDS))
     if values.get("timezone"):
         if not is_valid_timezone(values["timezone"]):
             problems["timezone"] = [f"'{values['timezone']}' is not a known IANA timezone."]

@@ -20,6 +20,7 @@ from campaigns.selectors import campaign_get, campaign_readiness
 from common import errors, timerules
 from common.db import unique_or_400
 from common.rendering import validate_template
+from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
 from delivery.models import Delivery
 from delivery.services import deliveries_cancel, deliveries_requeue
 from delivery.tasks import dispatch_due
@@ -33,8 +34,8 @@ def template_check(*, name: str, subject: str, html: str, text: str) -> None:
     problems: dict[str, list[str]] = {}
     if not name.strip():
         problems["name"] = ["This field may not be blank."]
-    if "\r" in subject or "\n" in subject:
-        problems["subject"] = ["The subject must be a single line."]
+    if not is_single_line(subject):
+        problems["subject"] = [SINGLE_LINE_MESSAGE]
     for field, source in (("subject", subject), ("html", html), ("text", text)):
         try:
             validate_template(source, field=field)
@@ -335,10 +336,14 @@ def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: dat
     return campaign
 
 
+# The campaign fields that become mail headers (From, Reply-To, Subject): single lines only (RFC 5322
+# §2.2; docs/decisions/013). The preheader is body text.
+HEADER_FIELDS = ("subject", "from_name", "from_email", "reply_to")
+
+
 def _check_template_fields(fields: dict) -> None:
-    problems: dict[str, list[str]] = {}
-    if "\r" in fields.get("subject", "") or "\n" in fields.get("subject", ""):
-        problems["subject"] = ["The subject must be a single line."]
+    """Header fields are single lines and template fields are templates we store; one 400 for all."""
+    problems = single_line_problems(fields, HEADER_FIELDS)
     for name in ("subject", "preheader", "html", "text"):
         if name in fields:
             try:

@@ -7,6 +7,7 @@ So a campaign with its own text and a template with html sends the template's ht
 and previews the same (Mailchimp and SendGrid both treat a plain-text part as overridable on its own).
 """
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +52,13 @@ class RenderedParts:
 
 
 def render_parts(content: MessageContent, context: dict[str, Any]) -> RenderedParts:
-    """Personalise the three parts for one recipient: the subject on one line (a value with line breaks
-    rendered into it cannot start a header, RFC 5322 §2.2), the preheader as hidden text at the top of the
-    html. Raises common.rendering.TemplateRenderError."""
+    """Personalise the three parts for one recipient: the subject on one line (a line break or control
+    character rendered into it cannot start a header, RFC 5322 §2.2), the preheader as hidden text at the
+    top of the html. Raises common.rendering.TemplateRenderError."""
     subject = render(content.subject, context, html=False)
-    if "\r" in subject or "\n" in subject:
-        subject = " ".join(subject.split())
+    if not subject.isprintable():
+        # Any control character a contact's data or substitution data brings in becomes a space.
+        subject = " ".join("".join(" " if unicodedata.category(c)[0] == "C" else c for c in subject).split())
     text = render(content.text, context, html=False)
     body = render(content.html, context, html=True)
     if body and content.preheader:

@@ -326,7 +326,12 @@ class _Batch:
                     if not content.from_email:
                         raise TemplateRenderError("The campaign has no from_email.")
                     if row.run_id not in blueprints:
-                        blueprints[row.run_id] = sending.blueprint_for(content)
+                        try:
+                            blueprints[row.run_id] = sending.blueprint_for(content)
+                        except HeaderInjection as exc:  # a sender stored before the rule: every row fails
+                            blueprints[row.run_id] = exc
+                    if isinstance(blueprints[row.run_id], HeaderInjection):
+                        raise blueprints[row.run_id]
                     message = sending.compose(
                         content=content,
                         blueprint=blueprints[row.run_id],

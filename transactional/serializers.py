@@ -10,6 +10,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from common.serializers import StrictInputSerializer, reject_nul
+from common.validators import SINGLE_LINE_MESSAGE, is_single_line
 from delivery.models import Event
 from transactional.models import TransactionalMessage
 
@@ -36,9 +37,10 @@ RESERVED_HEADERS = {
 
 
 def no_header_breaks(value):
-    """A header value with CR or LF could inject headers (or a whole second message): refuse it."""
-    if isinstance(value, str) and any(char in value for char in "\r\n\x00"):
-        raise serializers.ValidationError("May not contain CR, LF or NUL characters.")
+    """A header value with CR or LF could inject headers (or a whole second message): refuse it
+    (common.validators.single_line, the rule every header-bound field shares)."""
+    if isinstance(value, str) and not is_single_line(value):
+        raise serializers.ValidationError(SINGLE_LINE_MESSAGE)
     return value
 
 
@@ -47,7 +49,8 @@ def max_recipients() -> int:
 
 
 class AddressInput(StrictInputSerializer):
-    email = serializers.EmailField(max_length=254)
+    # no_header_breaks too: validate_email lets a quoted local part hold control characters such as VT.
+    email = serializers.EmailField(max_length=254, validators=[no_header_breaks])
     name = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default="", validators=[no_header_breaks]
     )
@@ -101,8 +104,8 @@ class HeadersField(serializers.DictField):
                 ]
             elif lowered in seen:
                 errors[name] = ["Given twice (header names are case-insensitive)."]
-            elif any(char in value for char in "\r\n\x00"):
-                errors[name] = ["May not contain CR, LF or NUL characters."]
+            elif not is_single_line(value):
+                errors[name] = [SINGLE_LINE_MESSAGE]
             seen.add(lowered)
         if errors:
             raise serializers.ValidationError(errors)

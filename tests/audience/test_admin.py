@@ -4,6 +4,7 @@ import pytest
 
 from audience.admin import ContactAdminForm, SegmentAdminForm
 from audience.services import contact_import_create
+from common.validators import SINGLE_LINE_MESSAGE
 from tests.factories import ContactFactory, LabelFactory, SegmentFactory, SuppressionFactory
 
 ROW_TEXT = {
@@ -66,3 +67,18 @@ def test_segment_form_refuses_bad_rules(workspace):
     form = SegmentAdminForm(data={"workspace": workspace.pk, "name": "s", "rules": '{"all": [{"op": "eq"}]}'})
     assert not form.is_valid()
     assert "rules.all[0]" in str(form.errors["rules"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("first_name", "Eve\r\nX-Injected: yes"),
+        ("last_name", "Doe\nBcc: victim@example.org"),
+        ("email", '"eve\x0bx"@example.org'),
+    ],
+)
+def test_contact_form_refuses_a_header_field_that_is_not_one_line(workspace, field, value):
+    data = {"workspace": workspace.pk, "email": "eve@example.org", "status": "subscribed", "attributes": "{}"}
+    form = ContactAdminForm(data={**data, field: value})
+    assert not form.is_valid()
+    assert form.errors[field] == [SINGLE_LINE_MESSAGE]

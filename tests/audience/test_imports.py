@@ -12,6 +12,7 @@ from audience.models import Contact, ContactImport, Label
 from audience.services import contact_import_create
 from audience.tasks import contact_import_process
 from common import errors
+from common.validators import SINGLE_LINE_MESSAGE
 from tests.factories import ContactFactory, LabelFactory
 
 GOOD_AND_BAD = (
@@ -20,7 +21,7 @@ GOOD_AND_BAD = (
     "not-an-email,Bad,Row,,,,\n"
     "bo@example.org,Bo,,Mars/Base,,,\n"
     "\n"
-    'cy@example.org,"Cy\nMultiline",,,unsubscribed,news|other,\n'
+    'cy@example.org,Cy,,,unsubscribed,news|other,"pro\nannual"\n'
     "di@example.org,Di,,,deleted,,\n"
     "ed@example.org,Ed,,,,,free\n"
 )
@@ -62,9 +63,27 @@ def test_imported_columns_land_in_fields_attributes_and_labels(workspace):
     assert ana.attributes == {"plan": "pro"}
     assert sorted(ana.labels.values_list("name", flat=True)) == ["news", "vip"]
     cy = Contact.objects.get(workspace=workspace, email="cy@example.org")
-    assert cy.status == "unsubscribed" and cy.first_name == "Cy\nMultiline"
+    assert cy.status == "unsubscribed" and cy.attributes == {"plan": "pro\nannual"}
     assert sorted(cy.labels.values_list("name", flat=True)) == ["news", "other"]
     assert Label.objects.filter(workspace=workspace).count() == 3
+
+
+@pytest.mark.parametrize("column", ["first_name", "last_name"])
+def test_a_name_with_a_line_break_skips_the_row_with_its_reason(workspace, column):
+    result = _import(workspace, f'email,{column}\neve@example.org,"Eve\r\nX-Injected: yes"\nann@example.org,Ann\n')
+    assert (result.created_count, result.error_count) == (1, 1)
+    assert result.errors == [
+        {"line": 2, "email": "eve@example.org", "errors": {column: [SINGLE_LINE_MESSAGE]}},
+    ]
+    assert list(Contact.objects.filter(workspace=workspace).values_list("email", flat=True)) == ["ann@example.org"]
+
+
+def test_an_email_with_a_control_character_skips_the_row(workspace):
+    # validate_email accepts a quoted local part holding VT; the single-line rule does not.
+    result = _import(workspace, 'email\n"""eve\x0bx""@example.org"\n')
+    assert (result.created_count, result.error_count) == (0, 1)
+    assert result.errors[0]["errors"] == {"email": [SINGLE_LINE_MESSAGE]}
+    assert not Contact.objects.exists()
 
 
 def test_existing_label_is_reused(workspace):

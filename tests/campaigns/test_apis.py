@@ -438,6 +438,16 @@ def test_patch_that_would_make_a_scheduled_campaign_unready_is_422(api, ready_ca
     assert ready_campaign.subject and ready_campaign.status == "scheduled"
 
 
+def test_patch_reports_header_and_template_problems_in_one_400_and_changes_nothing(api, ready_campaign):
+    response = api.patch(
+        url(ready_campaign), {"from_name": "Shop\r\nBcc: everyone@example.org", "html": "{% for %}"}, format="json"
+    )
+    assert response.status_code == 400
+    assert sorted(response.json()["error"]["details"]) == ["from_name", "html"]
+    ready_campaign.refresh_from_db()
+    assert (ready_campaign.from_name, ready_campaign.html) == ("News", "<p>Hello {{ first_name }}</p>")
+
+
 def test_patch_cannot_write_status(api, ready_campaign):
     response = api.patch(url(ready_campaign), {"status": "sent"}, format="json")
     assert response.status_code == 400
