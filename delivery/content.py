@@ -66,12 +66,13 @@ def render_parts(content: MessageContent, context: dict[str, Any]) -> RenderedPa
     return RenderedParts(subject=subject, html=body, text=text)
 
 
-def add_tracking(body: str, content: MessageContent, *, delivery_id: int) -> str:
-    """Click rewriting and the open pixel, when the message asks for them (html only)."""
+def add_tracking(body: str, *, opens: bool, clicks: bool, target: tracking.Target) -> str:
+    """Click rewriting and the open pixel, when the message asks for them (html only). `target` is the
+    campaign delivery's id or the transactional message's MessageRef."""
     if not body:
         return body
-    if content.track_clicks:
-        body = tracking.rewrite_links(body, delivery_id)
-    if content.track_opens:
-        body = tracking.add_open_pixel(body, delivery_id)
+    if clicks:
+        body = tracking.rewrite_links(body, target)
+    if opens:
+        body = tracking.add_open_pixel(body, target)
     return body

@@ -58,7 +58,7 @@ def compose(
         to_name=name,
         subject=parts.subject,
         text=parts.text,
-        html=add_tracking(parts.html, content, delivery_id=delivery_id),
+        html=add_tracking(parts.html, opens=content.track_opens, clicks=content.track_clicks, target=delivery_id),
         message_id=new_message_id(delivery_id, content.from_email),
         extra_headers=(("List-Unsubscribe", links.header),),
     )

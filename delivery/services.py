@@ -35,7 +35,7 @@ from django.utils import timezone
 from audience.models import Contact, Suppression, normalize_email
 from audience.services import contact_suppress
 from common.rendering import TemplateRenderError
-from delivery import sending, signals
+from delivery import sending, signals, tracking
 from delivery.mime import HeaderInjection
 from delivery.models import Delivery, Event
 from delivery.sources import run_source
@@ -725,4 +725,46 @@ def delivery_unsubscribe(*, delivery_id: int, user_agent: str) -> bool:
         )
         if changed:
             _tracked(row, E.UNSUBSCRIBED, user_agent=user_agent)
+    return True
+
+
+# Transactional messages are named in their tracking links by a signed MessageRef (delivery.tracking), which
+# carries what their events need: the transactional table sits above this app.
+
+
+def _message_event(ref: tracking.MessageRef, type: str, *, user_agent: str, **data) -> Event:
+    return event_record(
+        workspace_id=UUID(ref.workspace_id),
+        type=type,
+        email=ref.email,
+        message_id=ref.message_id,
+        batch_id=UUID(ref.batch_id),
+        data={"user_agent": (user_agent or "")[:500], **data},
+    )
+
+
+def tracking_record_open(*, target: tracking.Target, user_agent: str) -> bool:
+    if isinstance(target, tracking.MessageRef):
+        _message_event(target, E.OPENED, user_agent=user_agent)
+        return True
+    return delivery_record_open(delivery_id=target, user_agent=user_agent)
+
+
+def tracking_record_click(*, target: tracking.Target, url: str, user_agent: str) -> bool:
+    if isinstance(target, tracking.MessageRef):
+        _message_event(target, E.CLICKED, user_agent=user_agent, url=url)
+        return True
+    return delivery_record_click(delivery_id=target, url=url, user_agent=user_agent)
+
+
+def tracking_unsubscribe(*, target: tracking.Target, user_agent: str) -> bool:
+    """Unsubscribe the recipient of a campaign delivery or of a transactional message (see
+    delivery_unsubscribe). Idempotent: one event, however often it is asked."""
+    if not isinstance(target, tracking.MessageRef):
+        return delivery_unsubscribe(delivery_id=target, user_agent=user_agent)
+    with transaction.atomic():
+        if contact_suppress(
+            workspace_id=UUID(target.workspace_id), email=target.email, reason=Suppression.Reason.UNSUBSCRIBED
+        ):
+            _message_event(target, E.UNSUBSCRIBED, user_agent=user_agent)
     return True

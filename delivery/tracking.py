@@ -6,9 +6,14 @@ link must keep working in a message read a year later. The separator is "." so t
 valid dot-atom local part (`unsubscribe+TOKEN@domain` in List-Unsubscribe's mailto) and needs no escaping
 in a URL path.
 
-A click token signs the destination URL itself together with the delivery id, so the click endpoint
-redirects only to a URL that was in that message: no lookup, no stored link table, and a tampered or
-invented URL fails the signature (the endpoint is not an open redirect).
+A click token signs the destination URL itself together with the message it was in, so the click
+endpoint redirects only to a URL that was in that message: no lookup, no stored link table, and a tampered
+or invented URL fails the signature (the endpoint is not an open redirect).
+
+A token names its message in one of two ways: a campaign delivery by its id (an int), a transactional
+message by a `MessageRef` (its API id, workspace, batch and recipient). The second carries what its
+events need, because the transactional table sits above this app (docs/architecture.md#layers) and the
+endpoints must not read it; the signature makes those fields as trustworthy as a lookup.
 """
 
 import html
@@ -39,36 +44,58 @@ def read_token(purpose: str, token: str):
         raise BadToken(str(exc)) from None
 
 
-def read_delivery_id(purpose: str, token: str) -> int:
-    payload = read_token(purpose, token)
-    if not isinstance(payload, int) or isinstance(payload, bool):
-        raise BadToken("not a delivery token")
-    return payload
+@dataclass(frozen=True)
+class MessageRef:
+    """A transactional message as its tracking links name it."""
+
+    message_id: str
+    workspace_id: str
+    batch_id: str
+    email: str
+
+    def payload(self) -> list:
+        return ["t", self.message_id, self.workspace_id, self.batch_id, self.email]
 
 
-def read_click(token: str) -> tuple[int, str]:
+Target = int | MessageRef
+
+
+def _payload(target: Target):
+    return target.payload() if isinstance(target, MessageRef) else target
+
+
+def _target(payload) -> Target:
+    if isinstance(payload, int) and not isinstance(payload, bool):
+        return payload
+    is_ref = isinstance(payload, list) and len(payload) == 5 and payload[0] == "t"
+    if is_ref and all(isinstance(part, str) for part in payload):
+        return MessageRef(*payload[1:])
+    raise BadToken("not a message token")
+
+
+def read_target(purpose: str, token: str) -> Target:
+    return _target(read_token(purpose, token))
+
+
+def read_click(token: str) -> tuple[Target, str]:
     payload = read_token(CLICK, token)
-    if not (
-        isinstance(payload, list)
-        and len(payload) == 2
-        and isinstance(payload[0], int)
-        and isinstance(payload[1], str)
-        and _is_web_url(payload[1])
-    ):
+    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[1], str)):
         raise BadToken("not a click token")
-    return payload[0], payload[1]
+    if not _is_web_url(payload[1]):
+        raise BadToken("not a web URL")
+    return _target(payload[0]), payload[1]
 
 
 def _is_web_url(url: str) -> bool:
     return url.lower().startswith(("http://", "https://"))
 
 
-def open_url(delivery_id: int) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/t/o/{make_token(OPEN, delivery_id)}.gif"
+def open_url(target: Target) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/t/o/{make_token(OPEN, _payload(target))}.gif"
 
 
-def click_url(delivery_id: int, url: str) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/t/c/{make_token(CLICK, [delivery_id, url])}"
+def click_url(target: Target, url: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/t/c/{make_token(CLICK, [_payload(target), url])}"
 
 
 @dataclass(frozen=True)
@@ -82,8 +109,8 @@ class UnsubscribeLinks:
         return f"<{self.url}>, <mailto:{self.mailto}>"
 
 
-def unsubscribe_links(delivery_id: int, from_domain: str) -> UnsubscribeLinks:
-    token = make_token(UNSUBSCRIBE, delivery_id)
+def unsubscribe_links(target: Target, from_domain: str) -> UnsubscribeLinks:
+    token = make_token(UNSUBSCRIBE, _payload(target))
     return UnsubscribeLinks(
         url=f"{settings.PUBLIC_BASE_URL}/t/u/{token}",
         mailto=f"unsubscribe+{token}@{from_domain}",
@@ -98,7 +125,7 @@ _HREF = re.compile(
 )
 
 
-def rewrite_links(body: str, delivery_id: int) -> str:
+def rewrite_links(body: str, target: Target) -> str:
     """Point every http(s) link of an HTML body at the click endpoint. Links to our own tracking
     endpoints (the unsubscribe link a template may include) stay as they are."""
     own = f"{settings.PUBLIC_BASE_URL}/t/"
@@ -107,7 +134,7 @@ def rewrite_links(body: str, delivery_id: int) -> str:
         url = html.unescape(match.group(3))
         if url.startswith(own):
             return match.group(0)
-        return f"{match.group(1)}{match.group(2)}{click_url(delivery_id, url)}{match.group(2)}"
+        return f"{match.group(1)}{match.group(2)}{click_url(target, url)}{match.group(2)}"
 
     return _HREF.sub(replace, body)
 
@@ -132,9 +159,9 @@ def add_preheader(body: str, preheader_html: str) -> str:
     return block + body
 
 
-def add_open_pixel(body: str, delivery_id: int) -> str:
+def add_open_pixel(body: str, target: Target) -> str:
     """Append the 1x1 open pixel at the end of the body (before </body> when there is one)."""
-    pixel = PIXEL_HTML.format(open_url(delivery_id))
+    pixel = PIXEL_HTML.format(open_url(target))
     matches = list(_BODY_CLOSE.finditer(body))
     if matches:
         at = matches[-1].start()

@@ -26,10 +26,10 @@ def _user_agent(request) -> str:
 @require_GET
 def open_pixel(request, token: str):
     try:
-        delivery_id = tracking.read_delivery_id(tracking.OPEN, token)
+        target = tracking.read_target(tracking.OPEN, token)
     except tracking.BadToken:
         raise Http404("Unknown tracking token.") from None
-    services.delivery_record_open(delivery_id=delivery_id, user_agent=_user_agent(request))
+    services.tracking_record_open(target=target, user_agent=_user_agent(request))
     response = HttpResponse(PIXEL_GIF, content_type="image/gif")
     # Every fetch must reach us to be counted; proxies and clients must not serve it from cache.
     response["Cache-Control"] = "no-store, no-cache, must-revalidate, private"
@@ -39,11 +39,11 @@ def open_pixel(request, token: str):
 @require_GET
 def click(request, token: str):
     try:
-        delivery_id, url = tracking.read_click(token)
+        target, url = tracking.read_click(token)
     except tracking.BadToken:
         raise Http404("Unknown tracking token.") from None
     # A deleted delivery still redirects: the URL was signed by us, the reader should not hit a dead end.
-    services.delivery_record_click(delivery_id=delivery_id, url=url, user_agent=_user_agent(request))
+    services.tracking_record_click(target=target, url=url, user_agent=_user_agent(request))
     response = HttpResponseRedirect(url)
     response["Cache-Control"] = "no-store, private"
     return response
@@ -56,12 +56,12 @@ def unsubscribe(request, token: str):
     of a message). POST unsubscribes: the page's form, or the RFC 8058 one-click body
     `List-Unsubscribe=One-Click` sent by the mailbox provider."""
     try:
-        delivery_id = tracking.read_delivery_id(tracking.UNSUBSCRIBE, token)
+        target = tracking.read_target(tracking.UNSUBSCRIBE, token)
     except tracking.BadToken:
         raise Http404("Unknown unsubscribe link.") from None
     if request.method == "GET":
         return _page(request, "delivery/unsubscribe.html", {"action": request.path})
-    if not services.delivery_unsubscribe(delivery_id=delivery_id, user_agent=_user_agent(request)):
+    if not services.tracking_unsubscribe(target=target, user_agent=_user_agent(request)):
         raise Http404("Unknown unsubscribe link.")
     return _page(request, "delivery/unsubscribed.html", {})
 

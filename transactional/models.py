@@ -59,6 +59,13 @@ class TransactionalMessage(models.Model):
     # [{"filename", "content_type", "content" (base64), "size" (decoded bytes)}]
     attachments = models.JSONField(default=list, blank=True)
     customer_reference = models.CharField(max_length=200, blank=True, db_index=True)
+    # Opt-in, per request: transactional mail is often personal (a password reset), so nothing is tracked
+    # unless the integrator asks (docs/decisions/016).
+    track_opens = models.BooleanField(default=False)
+    track_clicks = models.BooleanField(default=False)
+    list_unsubscribe = models.BooleanField(
+        default=False, help_text="Carries List-Unsubscribe and one-click unsubscribe headers (RFC 8058)."
+    )
 
     scheduled_at = models.DateTimeField(null=True, blank=True, help_text="As requested; null = send now.")
     send_at = models.DateTimeField(help_text="When the next attempt is due.")

@@ -112,6 +112,19 @@ class HeadersField(serializers.DictField):
         return headers
 
 
+class MessageTrackingInput(StrictInputSerializer):
+    opens = serializers.BooleanField(required=False, default=False, help_text="Add an open pixel to the html.")
+    clicks = serializers.BooleanField(
+        required=False, default=False, help_text="Route the html's http(s) links through the click endpoint."
+    )
+    unsubscribe = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Add List-Unsubscribe and List-Unsubscribe-Post (RFC 8058 one-click); an unsubscribe puts "
+        "the recipient on the workspace's suppression list.",
+    )
+
+
 class TransactionalInput(StrictInputSerializer):
     """A message to send now or schedule; one message per `to` address."""
 
@@ -129,6 +142,7 @@ class TransactionalInput(StrictInputSerializer):
         max_length=200, required=False, allow_blank=True, default="", validators=[no_header_breaks]
     )
     headers = HeadersField(required=False, default=dict)
+    tracking = MessageTrackingInput(required=False, help_text="Nothing is tracked unless asked for.")
     scheduled_at = serializers.CharField(
         required=False,
         allow_null=True,
@@ -157,6 +171,16 @@ class TransactionalInput(StrictInputSerializer):
             raise serializers.ValidationError(
                 {"to": [f"At most {limit} recipients in to, cc and bcc together; this request has {count}."]}
             )
+        tracking = attrs.pop("tracking", None) or {}
+        if tracking.get("unsubscribe") and any(
+            name.lower() in ("list-unsubscribe", "list-unsubscribe-post") for name in attrs["headers"]
+        ):
+            raise serializers.ValidationError(
+                {"headers": ["List-Unsubscribe is set by tracking.unsubscribe; give one or the other."]}
+            )
+        attrs["track_opens"] = bool(tracking.get("opens"))
+        attrs["track_clicks"] = bool(tracking.get("clicks"))
+        attrs["list_unsubscribe"] = bool(tracking.get("unsubscribe"))
         attrs["sender"] = attrs.pop("from")
         return attrs
 
@@ -217,6 +241,12 @@ class EventOutput(serializers.Serializer):
     detail = serializers.CharField(source="data.detail", default="")
 
 
+class MessageTrackingOutput(serializers.Serializer):
+    opens = serializers.BooleanField(source="track_opens")
+    clicks = serializers.BooleanField(source="track_clicks")
+    unsubscribe = serializers.BooleanField(source="list_unsubscribe")
+
+
 class MessageOutput(serializers.Serializer):
     """One message of the log: one `to` address of a request."""
 
@@ -242,6 +272,7 @@ class MessageOutput(serializers.Serializer):
     sent_at = serializers.DateTimeField(allow_null=True)
     attempts = serializers.IntegerField()
     smtp_message_id = serializers.CharField(help_text="The Message-ID header of the sent message.")
+    tracking = MessageTrackingOutput(source="*")
     error = serializers.CharField(help_text="Why the last attempt failed, if it did.")
     created_at = serializers.DateTimeField()
 

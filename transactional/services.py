@@ -28,9 +28,12 @@ from accounts.models import Workspace
 from accounts.selectors import sending_domain_is_verified
 from common import errors
 from common.timerules import parse_instant, to_utc_iso
+from delivery.content import add_tracking
 from delivery.mime import address
 from delivery.models import Event
+from delivery.sending import ONE_CLICK
 from delivery.services import events_record
+from delivery.tracking import MessageRef, unsubscribe_links
 from delivery.transport import SendError, Transport, backoff_delay, domain_of
 from transactional import selectors
 from transactional.errors import BatchNotCancellable, MessageNotCancellable
@@ -105,6 +108,9 @@ def transactional_send(
     customer_reference: str = "",
     scheduled_at: str | datetime | None = None,
     sandbox: bool = False,
+    track_opens: bool = False,
+    track_clicks: bool = False,
+    list_unsubscribe: bool = False,
 ) -> Accepted:
     """Accept one request: one message per `to` address, sharing a batch id. Everything is checked
     before anything is written; the send tasks are enqueued only once the rows are committed."""
@@ -156,6 +162,9 @@ def transactional_send(
             headers=dict(headers or {}),
             attachments=[dict(item) for item in attachments],
             customer_reference=customer_reference,
+            track_opens=track_opens,
+            track_clicks=track_clicks,
+            list_unsubscribe=list_unsubscribe,
             scheduled_at=send_at,
             send_at=send_at or now,
             enqueued_at=now if status == S.QUEUED else None,
@@ -395,12 +404,28 @@ def _address(item: dict) -> str:
     return address(item.get("name", ""), item["email"])
 
 
+def tracking_ref(message: TransactionalMessage) -> MessageRef:
+    return MessageRef(
+        message_id=str(message.pk),
+        workspace_id=str(message.workspace_id),
+        batch_id=str(message.batch_id),
+        email=message.to_email,
+    )
+
+
 def build_email(message: TransactionalMessage) -> EmailMultiAlternatives:
+    """The message as it goes out: tracking as asked (the one outbound layer's add_tracking and
+    unsubscribe links, the same as campaign mail)."""
     headers = {**message.headers, "Message-ID": message.smtp_message_id}
-    html_only = bool(message.html) and not message.text
+    ref = tracking_ref(message)
+    html = add_tracking(message.html, opens=message.track_opens, clicks=message.track_clicks, target=ref)
+    if message.list_unsubscribe:
+        links = unsubscribe_links(ref, _domain(message.from_email))
+        headers.update({"List-Unsubscribe": links.header, **ONE_CLICK})
+    html_only = bool(html) and not message.text
     email = EmailMultiAlternatives(
         subject=message.subject,
-        body=message.html if html_only else message.text,
+        body=html if html_only else message.text,
         from_email=_address(message.sender),
         to=[_address(message.recipient)],
         cc=[_address(item) for item in message.cc],
@@ -410,8 +435,8 @@ def build_email(message: TransactionalMessage) -> EmailMultiAlternatives:
     )
     if html_only:
         email.content_subtype = "html"
-    elif message.html:
-        email.attach_alternative(message.html, "text/html")
+    elif html:
+        email.attach_alternative(html, "text/html")
     for item in message.attachments:
         email.attach(item["filename"], b64decode(item["content"]), item["content_type"])
     return email
