@@ -1,11 +1,12 @@
 """Query-string filters of the event list (django-filter; a bad value is a 400 naming the field, never a 500).
 
-Every filter here is served by one of Event's indexes, alone or with the workspace (docs/decisions/014);
+Every filter here is served by one of Event's indexes, alone or with the workspace (docs/decisions/017);
 `type`, `run_id`, `batch_id`, `since` and `until` narrow what one of those indexes finds."""
 
 import django_filters
 from django import forms
 
+from audience.models import normalize_email
 from common import errors
 from common.timerules import parse_aware_instant
 from delivery.models import Event
@@ -57,7 +58,14 @@ class EventFilter(django_filters.FilterSet):
         max_length=255,
         label="A transactional message's message_id, or a campaign message's Message-ID header (with its <>).",
     )
-    email = django_filters.CharFilter(method="filter_email", max_length=254, label="Exact email, case-insensitive.")
+    email = django_filters.CharFilter(
+        method="filter_email",
+        max_length=254,
+        label=(
+            "Exact email, case-insensitive for campaign mail (stored lower-cased); a transactional recipient "
+            "stored with capitals is also found as written in the request."
+        ),
+    )
     since = InstantFilter(
         field_name="occurred_at", lookup_expr="gte", param="since", label="Events at or after this instant."
     )
@@ -71,5 +79,7 @@ class EventFilter(django_filters.FilterSet):
         fields = ["type", "campaign_id", "run_id", "batch_id", "message_id", "email", "since", "until"]
 
     def filter_email(self, queryset, name, value):
-        # Emails are stored lower-cased, so an exact match on the lowered value keeps event_ws_email_idx usable.
-        return queryset.filter(email=value.strip().lower())
+        # Campaign events carry the contact's lower-cased address (decision 003), transactional ones the address
+        # as the request gave it (decision 012). Matching both exactly keeps event_ws_email_idx usable.
+        given = value.strip()
+        return queryset.filter(email__in=sorted({normalize_email(given), given}))

@@ -7,6 +7,7 @@ from delivery.models import Event
 
 
 def event_list(*, workspace: Workspace) -> QuerySet[Event]:
-    """The workspace's events, newest first: ids grow with time, and every index of Event ends in id, so a
-    page is a backward scan of one index (docs/decisions/014). Query filters (delivery.filters) go on top."""
+    """The workspace's events, newest first (ids grow with time). Query filters (delivery.filters) go on top;
+    the listing indexes of Event end in id, so a page of a filtered list is read backwards from one of them
+    (docs/decisions/017)."""
     return Event.objects.filter(workspace=workspace).order_by("-id")

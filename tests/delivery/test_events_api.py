@@ -1,5 +1,5 @@
 """GET /api/v1/events: the workspace's event stream, newest first, with its filters (docs/architecture.md#events,
-docs/decisions/014)."""
+docs/decisions/017)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from delivery.models import Event
 from delivery.services import delivery_send_batch
-from tests.factories import EventFactory
+from tests.factories import EventFactory, SendingDomainFactory
 
 URL = "/api/v1/events"
 T0 = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
@@ -170,11 +170,20 @@ def test_an_empty_message_id_filter_is_no_filter(api, workspace):
     assert len(ids(api.get(f"{URL}?message_id="))) == len(events)
 
 
-def test_filter_by_email_is_case_insensitive(api, workspace):
+def test_filter_by_email_is_case_insensitive_for_lower_cased_addresses(api, workspace):
     wanted = EventFactory(workspace=workspace, email="ann@example.org")
     EventFactory(workspace=workspace, email="bob@example.org")
 
     assert ids(api.get(URL, {"email": " Ann@Example.ORG "})) == sid(wanted)
+
+
+def test_filter_by_email_finds_a_transactional_address_stored_as_given(api, workspace):
+    # Transactional messages keep the address as the request gave it (decision 012).
+    as_given = EventFactory(workspace=workspace, email="Ann@Example.org", batch_id=uuid.uuid4())
+    lowered = EventFactory(workspace=workspace, email="ann@example.org")
+
+    assert ids(api.get(URL, {"email": "Ann@Example.org"})) == sid(lowered, as_given)
+    assert ids(api.get(URL, {"email": "ann@example.org"})) == sid(lowered)
 
 
 def test_since_is_inclusive_and_until_exclusive(api, workspace):
@@ -351,3 +360,23 @@ def test_a_bounce_through_the_real_send_path_carries_its_reason(api, make_delive
 
     assert row["email"] == delivery.email
     assert "550" in row["data"]["reason"]
+
+
+def test_a_transactional_message_is_listed_by_its_message_id_batch_and_address(sandbox_api, workspace):
+    SendingDomainFactory(workspace=workspace, domain="mail.example.com", verified=True)
+    accepted = sandbox_api.post(
+        "/api/v1/transactional?priority=high",
+        {
+            "from": {"email": "alerts@mail.example.com"},
+            "to": [{"email": "Ann@Example.org"}],
+            "subject": "Reset your password",
+            "text": "Use this link.",
+        },
+        format="json",
+    ).json()
+
+    [row] = results(sandbox_api.get(URL, {"message_id": accepted["message_id"]}))
+
+    assert (row["email"], row["batch_id"], row["campaign_id"]) == ("Ann@Example.org", accepted["batch_id"], None)
+    assert ids(sandbox_api.get(URL, {"batch_id": accepted["batch_id"]})) == [row["id"]]
+    assert ids(sandbox_api.get(URL, {"email": "Ann@Example.org"})) == [row["id"]]
