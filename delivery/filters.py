@@ -51,7 +51,10 @@ class EventFilter(django_filters.FilterSet):
         label="Event type; repeat the parameter for several (type=opened&type=clicked).",
     )
     campaign_id = django_filters.UUIDFilter(field_name="campaign_id")
-    run_id = django_filters.UUIDFilter(field_name="run_id", label="A campaign run (one send of a campaign).")
+    run_id = django_filters.UUIDFilter(
+        field_name="run_id",
+        label="A campaign run (one send of a campaign). Give its campaign_id too: that narrows the search fastest.",
+    )
     batch_id = django_filters.UUIDFilter(field_name="batch_id", label="A transactional request's batch.")
     message_id = django_filters.CharFilter(
         field_name="message_id",
