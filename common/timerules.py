@@ -175,6 +175,19 @@ def parse_instant(
     return instant
 
 
+def parse_aware_instant(*, value: str | None, field: str) -> datetime:
+    """Turn a client's instant that must carry its own offset or `Z` (a list filter's bound such as `since`)
+    into an aware UTC datetime. Same parsing and the same 400s as `parse_instant`, but no zone argument and
+    no rule about the future: a naive value is refused, never read in the server's zone."""
+    parsed = _parse_iso_datetime(value=value, field=field)
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValidationError.for_field(field, f'{field} must include a UTC offset or Z, e.g. "{_EXAMPLE_INSTANT}".')
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError.for_field(field, f"{field} is out of the supported date range.") from None
+
+
 def _parse_iso_datetime(*, value: str | datetime | None, field: str) -> datetime:
     if isinstance(value, datetime):
         return value

@@ -6,7 +6,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
-from delivery.models import Delivery
+from delivery.models import Delivery, Event
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -126,3 +126,18 @@ class DeliveryFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory, workspace=factory.SelfAttribute("..workspace"))
     email = factory.SelfAttribute("contact.email")
     send_at = factory.LazyFunction(timezone.now)
+
+
+class EventFactory(factory.django.DjangoModelFactory):
+    """An event row as the send path or tracking would write it; pass campaign_id/run_id or batch_id to
+    attach it to a campaign or a transactional request (the references are plain ids, nothing is created)."""
+
+    class Meta:
+        model = Event
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    type = Event.Type.SENT
+    occurred_at = factory.LazyFunction(timezone.now)
+    email = factory.Sequence(lambda n: f"person{n}@example.org")
+    message_id = factory.Sequence(lambda n: f"<{n}.event@mail.example.com>")
+    data = factory.LazyFunction(dict)

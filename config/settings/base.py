@@ -303,6 +303,7 @@ SPECTACULAR_SETTINGS = {
         "CampaignStatusEnum": "campaigns.models.Campaign.Status",
         "CampaignRunStatusEnum": "campaigns.models.CampaignRun.Status",
         "TransactionalMessageStatusEnum": "transactional.models.TransactionalMessage.Status",
+        "EventTypeEnum": "delivery.models.Event.Type",
     },
 }
 

@@ -81,12 +81,22 @@ def test_no_write_endpoint_answers_500_to_a_malformed_body(api, objects, body, m
         "search=%00",
         "category=" + "x" * 3000,
         "contact_id=%00",
+        "type=%00",
+        "type=sent&type=" + "x" * 3000,
+        "campaign_id=%00",
+        "run_id=" + "f" * 3000,
+        "message_id=%00",
+        "since=%00",
+        "since=99999-01-01T00:00:00Z",
+        "until=0001-01-01T00:00:00%2B01:00",
+        "since=2026-01-01T00:00:00Z&until=2025-01-01T00:00:00Z",
     ],
 )
 def test_no_list_answers_500_to_nonsense_filters(api, objects, query):
     campaign = objects["campaigns"].pk
     paths = [f"/api/v1/{name}" for name in objects] + [
         "/api/v1/transactional/messages",
+        "/api/v1/events",
         "/api/v1/contacts/imports",
         f"/api/v1/campaigns/{campaign}/preview",
         f"/api/v1/campaigns/{campaign}/runs",

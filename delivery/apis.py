@@ -1,0 +1,35 @@
+"""The event list (docs/architecture.md, "Events"): parse the filters, call the selector, render."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+
+from accounts.api import WorkspaceApiMixin
+from delivery import selectors
+from delivery.filters import EventFilter
+from delivery.models import Event
+from delivery.serializers import StreamEventOutput
+
+
+class EventListApi(WorkspaceApiMixin, generics.GenericAPIView):
+    queryset = Event.objects.none()  # for the schema only
+    serializer_class = StreamEventOutput
+    filterset_class = EventFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        return selectors.event_list(workspace=self.workspace)
+
+    @extend_schema(
+        summary="List events, newest first",
+        description=(
+            "What happened to this workspace's campaign messages, transactional messages and campaigns. "
+            "Filters combine with AND; `type` may be repeated (OR among the types). `since` is inclusive, "
+            "`until` exclusive; both need an offset or Z."
+        ),
+        tags=["Events"],
+        responses=StreamEventOutput(many=True),
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(StreamEventOutput(page, many=True).data)
