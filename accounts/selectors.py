@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
 from common import errors
+from common.addresses import domain_of
 
 
 def workspace_get_by_name(*, name: str) -> Workspace:
@@ -32,8 +33,8 @@ def sending_domain_get(*, workspace: Workspace, domain_id, for_update: bool = Fa
 def sending_domain_is_verified(*, workspace: Workspace, email: str) -> bool:
     """Whether the domain of `email` is a verified sending domain of the workspace. Exact match only:
     verifying example.com does not cover news.example.com, as with the ESPs' domain authentication."""
-    _, at, domain = (email or "").rpartition("@")
-    if not at:
+    domain = domain_of(email)
+    if not domain:
         return False
     try:
         domain = normalize_domain(domain)

@@ -517,7 +517,7 @@ def clear_campaigns() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE delivery_deliveryevent, delivery_delivery, campaigns_campaignrun, "
+            "TRUNCATE delivery_event, delivery_delivery, campaigns_campaignrun, "
             "campaigns_campaign_labels, campaigns_campaign CASCADE"
         )
 

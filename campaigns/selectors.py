@@ -13,6 +13,7 @@ from campaigns.models import Campaign, CampaignRun, Template
 from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
 from campaigns.scheduling import RecurringConfig, upcoming_runs
 from common import errors
+from common.addresses import domain_of
 from common.rendering import contact_context
 from common.timerules import to_utc_iso
 from delivery.content import MessageContent, render_parts, resolve_content
@@ -148,7 +149,7 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
 
 def _sender_domain(email: str) -> str | None:
     try:
-        return normalize_domain(email.rpartition("@")[2])
+        return normalize_domain(domain_of(email))
     except ValueError:
         return None
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from django.core.mail import EmailMultiAlternatives
 
+from common.addresses import domain_of
 from common.rendering import contact_context
 from delivery import tracking
 from delivery.content import MessageContent, add_tracking, render_parts
 from delivery.mime import Envelope, MessageBlueprint, address
-from delivery.transport import Transport, domain_of
+from delivery.transport import Transport
 
 ONE_CLICK = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}  # RFC 8058 §3.1
 

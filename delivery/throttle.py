@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
+from common.addresses import domain_of
+
 # KEYS: one per bucket. ARGV: now, then rate and capacity for each key.
 # A bucket is a hash {tokens, ts}; it expires once it would be full again anyway (no stale keys).
 _ACQUIRE = """
@@ -115,7 +117,7 @@ class SendThrottle:
         limits = []
         if self.per_workspace is not None:
             limits.append(Limit.per_second(f"ws:{workspace_id}", self.per_workspace, self.burst_seconds))
-        domain = email.rpartition("@")[2].lower()
+        domain = domain_of(email)
         rate = self.per_domain.get(domain, self.per_domain.get("default"))
         if rate is not None:
             limits.append(Limit.per_second(f"domain:{domain}", rate, self.burst_seconds))

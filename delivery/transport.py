@@ -74,10 +74,6 @@ def classify(exc: Exception, *, stage: str = "SMTP") -> SendError:
     return SendError(f"{kind}: {exc}"[:400], permanent=kind == "AnymailRecipientsRefused")
 
 
-def domain_of(email: str) -> str:
-    return email.rpartition("@")[2].lower()
-
-
 class Transport:
     """One connection for any number of messages. Use as a context manager or call open()/close()."""
 

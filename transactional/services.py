@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.models import Workspace
 from accounts.selectors import sending_domain_is_verified
 from common import errors
+from common.addresses import domain_of
 from common.timerules import parse_instant, to_utc_iso
 from delivery.content import add_tracking
 from delivery.mime import address
@@ -34,7 +35,7 @@ from delivery.models import Event
 from delivery.sending import ONE_CLICK
 from delivery.services import events_record
 from delivery.tracking import MessageRef, unsubscribe_links
-from delivery.transport import SendError, Transport, backoff_delay, domain_of
+from delivery.transport import SendError, Transport, backoff_delay
 from transactional import selectors
 from transactional.errors import BatchNotCancellable, MessageNotCancellable
 from transactional.models import TransactionalMessage
