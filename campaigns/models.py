@@ -50,8 +50,23 @@ class Campaign(models.Model):
         SCHEDULED = "scheduled"
         RECURRING = "recurring"
 
-    STARTABLE = (Status.DRAFT, Status.FAILED, Status.SCHEDULED)
-    EDITABLE = (Status.DRAFT, Status.SCHEDULED, Status.FAILED)
+    # The statuses in which each action is allowed (DESIGN.md §6, docs/decisions/004). The services check
+    # it under the row lock and answer 409 otherwise; the admin offers a button or an edit only where it
+    # says yes. Action names are the API's and the admin's (`POST campaigns/{id}/cancel-schedule`).
+    TRANSITIONS = {
+        "edit": (Status.DRAFT, Status.SCHEDULED, Status.FAILED),
+        "delete": (Status.DRAFT,),
+        "send-now": (Status.DRAFT, Status.FAILED, Status.SCHEDULED),
+        # Also "immediate" (clear the schedule): a scheduled campaign returns to draft.
+        "schedule": (Status.DRAFT, Status.FAILED, Status.SCHEDULED),
+        "cancel-schedule": (Status.SCHEDULED,),
+        "pause": (Status.SENDING,),
+        "resume": (Status.PAUSED,),
+        "stop": (Status.SENDING, Status.PAUSED),
+        "duplicate": tuple(Status),
+    }
+    STARTABLE = TRANSITIONS["send-now"]
+    EDITABLE = TRANSITIONS["edit"]
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
@@ -103,6 +118,13 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def can_transition(self, action: str) -> bool:
+        """Whether TRANSITIONS allows `action` in the campaign's current status."""
+        return self.status in self.TRANSITIONS[action]
+
+    def allowed_actions(self) -> list[str]:
+        return [action for action, statuses in self.TRANSITIONS.items() if self.status in statuses]
 
     def clear_schedule(self) -> None:
         self.schedule_type = ""

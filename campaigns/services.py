@@ -267,14 +267,14 @@ def campaign_schedule(
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if request.schedule_type == "immediate":
-            if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.FAILED):
+            if not campaign.can_transition("schedule"):
                 raise campaign_errors.CampaignNotSendable(status=campaign.status, action="change its schedule")
             campaign.clear_schedule()
             if campaign.status == Campaign.Status.SCHEDULED:
                 campaign.status = Campaign.Status.DRAFT
             campaign.save(update_fields=SCHEDULE_FIELDS)
             return campaign
-        if campaign.status not in Campaign.STARTABLE:
+        if not campaign.can_transition("schedule"):
             raise campaign_errors.CampaignNotSendable(status=campaign.status)
         _require_ready(workspace=workspace, campaign=campaign)
         _apply_schedule(campaign, request, now=now)
@@ -287,7 +287,7 @@ def campaign_cancel_schedule(*, workspace: Workspace, campaign_id: UUID | str) -
     """Return a scheduled campaign to draft. Too late once its run has started (409)."""
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.SCHEDULED:
+        if not campaign.can_transition("cancel-schedule"):
             raise campaign_errors.CampaignNotCancellable(status=campaign.status)
         campaign.clear_schedule()
         campaign.status = Campaign.Status.DRAFT
@@ -445,7 +445,7 @@ def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: di
     _check_references(workspace=workspace, fields=fields)
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status not in Campaign.EDITABLE:
+        if not campaign.can_transition("edit"):
             raise campaign_errors.CampaignNotEditable(status=campaign.status)
         changed = _assign_fields(campaign, fields)
         if campaign.status == Campaign.Status.SCHEDULED:
@@ -459,7 +459,7 @@ def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: di
 def campaign_delete(*, workspace: Workspace, campaign_id: UUID | str) -> None:
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.DRAFT:
+        if not campaign.can_transition("delete"):
             raise campaign_errors.CampaignNotEditable(
                 status=campaign.status, action="deleted", allowed="draft (cancel a schedule first)"
             )
@@ -489,7 +489,7 @@ def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign
     """Hold a sending campaign: its queued deliveries stay queued until resume."""
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.SENDING:
+        if not campaign.can_transition("pause"):
             raise campaign_errors.CampaignNotSending(status=campaign.status, action="paused")
         campaign.status = Campaign.Status.PAUSED
         campaign.save(update_fields=["status", "updated_at"])
@@ -502,7 +502,7 @@ def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign
 def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.PAUSED:
+        if not campaign.can_transition("resume"):
             raise campaign_errors.CampaignNotPaused(status=campaign.status)
         campaign.status = Campaign.Status.SENDING
         campaign.save(update_fields=["status", "updated_at"])
