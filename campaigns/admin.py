@@ -93,12 +93,6 @@ STATUS_COLOURS = {
     Campaign.Status.FAILED: "#dc3545",
 }
 WEEKDAY_NAMES = dict(WEEKDAYS)
-READINESS_HINTS = {
-    "subject": "a subject (the campaign's or its template's)",
-    "sender_email": "a from email on a verified sending domain of the workspace",
-    "content": "html, text or a template",
-    "audience": "an include rule that selects at least one sendable contact",
-}
 
 
 def schedule_summary(campaign: Campaign) -> str:
@@ -340,7 +334,7 @@ class CampaignAdmin(admin.ModelAdmin):
         items = format_html_join(
             "",
             "<li><code>{}</code>: needs {}</li>",
-            ((item, READINESS_HINTS.get(item, item)) for item in result["missing"]),
+            ((item, selectors.READINESS_HINTS.get(item, item)) for item in result["missing"]),
         )
         return format_html(
             '<strong class="readiness" data-can-send="false" style="color:#dc3545">Not ready to send</strong>'

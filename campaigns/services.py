@@ -21,6 +21,7 @@ from common import errors, timerules
 from common.db import unique_or_400
 from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
+from delivery.content import has_body
 from delivery.models import Delivery
 from delivery.services import deliveries_cancel, deliveries_requeue
 from delivery.tasks import dispatch_due
@@ -41,7 +42,7 @@ def template_check(*, name: str, subject: str, html: str, text: str) -> None:
             validate_template(source, field=field)
         except errors.ValidationError as exc:
             problems.setdefault(field, []).extend(exc.details[field])
-    if not html.strip() and not text.strip():
+    if not has_body(html=html, text=text):
         # A campaign using it would count as having content and then send an empty message.
         problems["non_field_errors"] = ["A template needs html, text, or both."]
     if problems:
