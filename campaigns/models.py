@@ -25,12 +25,20 @@ class Template(models.Model):
         return self.name
 
 
+# The shape of `Campaign.audience`: these four lists of ids, each at most AUDIENCE_MAX_IDS long, all four
+# present in what is stored (campaigns.services.campaign_audience_clean makes it so).
+AUDIENCE_KEYS = ("include_labels", "exclude_labels", "include_segments", "exclude_segments")
+AUDIENCE_MAX_IDS = 100
+# `Campaign.tracking`: these flags, each on unless turned off.
+TRACKING_KEYS = ("opens", "clicks")
+
+
 def default_audience() -> dict:
-    return {"include_labels": [], "exclude_labels": [], "include_segments": [], "exclude_segments": []}
+    return {key: [] for key in AUDIENCE_KEYS}
 
 
 def default_tracking() -> dict:
-    return {"opens": True, "clicks": True}
+    return dict.fromkeys(TRACKING_KEYS, True)
 
 
 class Campaign(models.Model):
@@ -67,6 +75,7 @@ class Campaign(models.Model):
     }
     STARTABLE = TRANSITIONS["send-now"]
     EDITABLE = TRANSITIONS["edit"]
+    MAX_LABELS = 100
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
@@ -125,6 +134,11 @@ class Campaign(models.Model):
 
     def allowed_actions(self) -> list[str]:
         return [action for action, statuses in self.TRANSITIONS.items() if self.status in statuses]
+
+    def effective_tracking(self) -> dict[str, bool]:
+        """Both tracking flags, one missing from the stored value at its default."""
+        stored = self.tracking if isinstance(self.tracking, dict) else {}
+        return {**default_tracking(), **{key: stored[key] for key in TRACKING_KEYS if key in stored}}
 
     def clear_schedule(self) -> None:
         self.schedule_type = ""
