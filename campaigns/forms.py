@@ -142,7 +142,9 @@ class CampaignForm(forms.ModelForm):
 
 class ScheduleForm(forms.Form):
     """Schedule or reschedule: once at a wall-clock date and time in an IANA zone, or recurring. The time
-    rules (past instants, DST gaps, recurring config shape) are the service's `schedule_parse`."""
+    rules (past instants, DST gaps, recurring config shape) and the ranges of interval, day of month and
+    STO window are the service's `schedule_parse`: the fields only parse numbers, so an operator gets the
+    API's answer, on the field it is about."""
 
     schedule_type = forms.ChoiceField(
         choices=[("scheduled", "Once, at a date and time"), ("recurring", "Recurring")],
@@ -161,7 +163,7 @@ class ScheduleForm(forms.Form):
         choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
         help_text="For recurring.",
     )
-    interval = forms.IntegerField(required=False, min_value=1, initial=1, help_text="Every N days, weeks or months.")
+    interval = forms.IntegerField(required=False, initial=1, help_text="Every N days, weeks or months.")
     days_of_week = forms.TypedMultipleChoiceField(
         required=False,
         choices=WEEKDAYS,
@@ -169,12 +171,7 @@ class ScheduleForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="For weekly.",
     )
-    day_of_month = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=31,
-        help_text="For monthly; a shorter month sends on its last day.",
-    )
+    day_of_month = forms.IntegerField(required=False, help_text="For monthly; a shorter month sends on its last day.")
     end_date = forms.DateField(
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
@@ -182,8 +179,6 @@ class ScheduleForm(forms.Form):
     )
     sto_window_hours = forms.IntegerField(
         required=False,
-        min_value=1,
-        max_value=72,
         label="Send Time Optimization window (hours)",
         help_text="Optional: send each recipient at their best hour within this window.",
     )
@@ -250,7 +245,7 @@ class ScheduleForm(forms.Form):
         if self.errors:
             return data
         kwargs = {"recipient_local_time": data.get("recipient_local_time", False)}
-        if data.get("sto_window_hours"):
+        if data.get("sto_window_hours") is not None:
             kwargs["send_time_optimization"] = {"window_hours": data["sto_window_hours"]}
         wall_time = data.get("time")
         if data["schedule_type"] == "scheduled":
@@ -266,14 +261,14 @@ class ScheduleForm(forms.Form):
         else:
             config = {
                 "frequency": data.get("frequency") or None,
-                "interval": data.get("interval") or 1,
+                "interval": data["interval"] if data.get("interval") is not None else 1,
                 "time": wall_time.strftime("%H:%M") if wall_time else None,
                 "time_zone": data["timezone"],
             }
             # Only what the operator filled in: the service says when a field does not fit the frequency.
             if data.get("days_of_week"):
                 config["days_of_week"] = data["days_of_week"]
-            if data.get("day_of_month"):
+            if data.get("day_of_month") is not None:
                 config["day_of_month"] = data["day_of_month"]
             if data.get("end_date"):
                 config["end_date"] = data["end_date"].isoformat()
