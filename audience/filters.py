@@ -3,7 +3,7 @@
 import django_filters
 from django.db.models import Q
 
-from audience.models import Contact, Label, Segment, Suppression
+from audience.models import Contact, Label, Segment, Suppression, normalize_email
 
 
 class ContactFilter(django_filters.FilterSet):
@@ -17,8 +17,8 @@ class ContactFilter(django_filters.FilterSet):
         fields = ["status", "label", "email", "search"]
 
     def filter_email(self, queryset, name, value):
-        # Emails are stored lower-cased, so an exact match on the lowered value keeps the index usable.
-        return queryset.filter(email=value.strip().lower())
+        # Emails are stored normalised, so an exact match on the normalised value keeps the index usable.
+        return queryset.filter(email=normalize_email(value))
 
     def filter_search(self, queryset, name, value):
         value = value.strip()
@@ -54,4 +54,4 @@ class SuppressionFilter(django_filters.FilterSet):
         fields = ["email", "reason"]
 
     def filter_email(self, queryset, name, value):
-        return queryset.filter(email=value.strip().lower())
+        return queryset.filter(email=normalize_email(value))

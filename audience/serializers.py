@@ -37,9 +37,6 @@ class ContactInput(StrictInputSerializer):
     )
     status = serializers.ChoiceField(choices=Contact.Status.choices, required=False)
 
-    def validate_email(self, value: str) -> str:
-        return value.strip().lower()
-
 
 class ContactOutput(serializers.ModelSerializer):
     labels = serializers.PrimaryKeyRelatedField(many=True, read_only=True)

@@ -93,12 +93,6 @@ STATUS_COLOURS = {
     Campaign.Status.FAILED: "#dc3545",
 }
 WEEKDAY_NAMES = dict(WEEKDAYS)
-READINESS_HINTS = {
-    "subject": "a subject (the campaign's or its template's)",
-    "sender_email": "a from email on a verified sending domain of the workspace",
-    "content": "html, text or a template",
-    "audience": "an include rule that selects at least one sendable contact",
-}
 
 
 def schedule_summary(campaign: Campaign) -> str:
@@ -191,15 +185,10 @@ OBJECT_ACTIONS = {
     "stop": (services.campaign_stop, "Stop", "Stopped; the remaining recipients will not be sent."),
     "duplicate": (services.campaign_duplicate, "Duplicate", "Duplicated."),
 }
-# Which buttons the change page offers in each status. Only a convenience: the service decides, and a
-# refusal (say the campaign started sending meanwhile) is shown as an error message.
-BUTTONS_BY_STATUS = {
-    Campaign.Status.DRAFT: ["send-now", "schedule", "duplicate"],
-    Campaign.Status.FAILED: ["send-now", "schedule", "duplicate"],
-    Campaign.Status.SCHEDULED: ["send-now", "schedule", "cancel-schedule", "duplicate"],
-    Campaign.Status.SENDING: ["pause", "stop", "duplicate"],
-    Campaign.Status.PAUSED: ["resume", "stop", "duplicate"],
-}
+# The change page's buttons, in this order. A button is offered when Campaign.TRANSITIONS allows its action
+# in the campaign's status; the service still decides under its row lock, and a refusal (say the campaign
+# started sending meanwhile) is shown as an error message.
+BUTTONS = ("send-now", "schedule", "cancel-schedule", "pause", "resume", "stop", "duplicate")
 
 
 @admin.register(Campaign)
@@ -267,14 +256,14 @@ class CampaignAdmin(admin.ModelAdmin):
         return super().get_inline_instances(request, obj)
 
     def has_change_permission(self, request, obj=None):
-        # Sending, sent and reported campaigns are read-only (the service would refuse the edit anyway);
-        # their actions (pause, resume, stop, duplicate) stay on the page.
-        if obj is not None and obj.status not in Campaign.EDITABLE:
+        # A campaign whose status does not allow "edit" is read-only (the service would refuse the edit
+        # anyway); its actions (pause, resume, stop, duplicate) stay on the page.
+        if obj is not None and not obj.can_transition("edit"):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.status != Campaign.Status.DRAFT:
+        if obj is not None and not obj.can_transition("delete"):
             return False
         return super().has_delete_permission(request, obj)
 
@@ -345,7 +334,7 @@ class CampaignAdmin(admin.ModelAdmin):
         items = format_html_join(
             "",
             "<li><code>{}</code>: needs {}</li>",
-            ((item, READINESS_HINTS.get(item, item)) for item in result["missing"]),
+            ((item, selectors.READINESS_HINTS.get(item, item)) for item in result["missing"]),
         )
         return format_html(
             '<strong class="readiness" data-can-send="false" style="color:#dc3545">Not ready to send</strong>'
@@ -403,8 +392,8 @@ class CampaignAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         if obj is not None:
             buttons = []
-            for name in BUTTONS_BY_STATUS.get(obj.status, ["duplicate"]):
-                if not self._action_allowed(request, name):
+            for name in BUTTONS:
+                if not obj.can_transition(name) or not self._action_allowed(request, name):
                     continue
                 url_name = f"admin:campaigns_campaign_{name.replace('-', '_')}"
                 label = "Schedule…" if name == "schedule" else OBJECT_ACTIONS[name][1]

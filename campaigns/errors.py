@@ -1,6 +1,13 @@
 """Campaign errors of docs/architecture.md#errors, in the one hierarchy of common.errors."""
 
+from campaigns.models import Campaign
 from common.errors import ApplicationError
+
+
+def _statuses(action: str, conjunction: str) -> str:
+    """The statuses Campaign.TRANSITIONS allows `action` in, as words: "draft, failed and scheduled"."""
+    names = [str(status) for status in Campaign.TRANSITIONS[action]]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 class CampaignNotSendable(ApplicationError):
@@ -9,7 +16,7 @@ class CampaignNotSendable(ApplicationError):
 
     def __init__(self, *, status: str, action: str = "send or schedule"):
         super().__init__(
-            f"A campaign in status '{status}' cannot {action}; only draft, failed and scheduled campaigns can.",
+            f"A campaign in status '{status}' cannot {action}; only {_statuses('send-now', 'and')} campaigns can.",
             {"status": status},
         )
 
@@ -19,7 +26,8 @@ class CampaignNotCancellable(ApplicationError):
     code = "CAMPAIGN_NOT_CANCELLABLE"
 
     def __init__(self, *, status: str):
-        hint = " It has started sending: pause or stop it instead." if status in ("sending", "paused") else ""
+        stoppable = status in Campaign.TRANSITIONS["stop"]
+        hint = " It has started sending: pause or stop it instead." if stoppable else ""
         super().__init__(
             f"Only a scheduled campaign can be cancelled; this one is '{status}'.{hint}", {"status": status}
         )
@@ -29,7 +37,8 @@ class CampaignNotEditable(ApplicationError):
     status = 409
     code = "CAMPAIGN_NOT_EDITABLE"
 
-    def __init__(self, *, status: str, action: str = "edited", allowed: str = "draft, scheduled or failed"):
+    def __init__(self, *, status: str, action: str = "edited", allowed: str | None = None):
+        allowed = allowed or _statuses("edit", "or")
         super().__init__(
             f"A campaign in status '{status}' cannot be {action}; only {allowed} campaigns can.", {"status": status}
         )

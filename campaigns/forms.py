@@ -2,13 +2,12 @@
 calls; every refusal of a service comes back as an error on the form, never as a server error."""
 
 from datetime import datetime
-from uuid import UUID
 from zoneinfo import available_timezones
 
 from django import forms
 
 from campaigns import services
-from campaigns.models import Campaign, default_audience
+from campaigns.models import AUDIENCE_KEYS, Campaign, default_tracking
 from common import errors
 
 WEEKDAYS = [(1, "Mon"), (2, "Tue"), (3, "Wed"), (4, "Thu"), (5, "Fri"), (6, "Sat"), (7, "Sun")]
@@ -51,10 +50,9 @@ class CampaignForm(forms.ModelForm):
 
     audience = forms.JSONField(
         required=False,
-        help_text='{"include_labels": [label ids], "exclude_labels": [...], "include_segments": [segment ids], '
-        '"exclude_segments": [...]}',
+        help_text="{" + ", ".join(f'"{key}": [ids]' for key in AUDIENCE_KEYS) + "}; empty selects no one.",
     )
-    tracking = forms.JSONField(required=False, help_text='{"opens": true, "clicks": true}')
+    tracking = forms.JSONField(required=False, help_text='{"opens": true, "clicks": true}; empty resets both to on.')
 
     class Meta:
         model = Campaign
@@ -89,37 +87,16 @@ class CampaignForm(forms.ModelForm):
                 self.fields["labels"].queryset = self.fields["labels"].queryset.filter(workspace=workspace)
         self.campaign: Campaign | None = None
 
+    # The JSON is handed to the service as typed: its shape and defaults are the service's rules
+    # (campaign_audience_clean, campaign_tracking_clean), the same the API's requests meet. An empty box
+    # is the form's own shorthand: no audience, or tracking back to its defaults.
     def clean_audience(self):
         value = self.cleaned_data.get("audience")
-        if value in (None, "", {}):
-            return default_audience()
-        if not isinstance(value, dict):
-            raise forms.ValidationError('The audience must be a JSON object, e.g. {"include_labels": ["<id>"]}.')
-        unknown = sorted(set(value) - set(services.AUDIENCE_KEYS))
-        if unknown:
-            raise forms.ValidationError(
-                f"Unknown audience keys: {', '.join(unknown)}; use {', '.join(services.AUDIENCE_KEYS)}."
-            )
-        audience = {}
-        for key in services.AUDIENCE_KEYS:
-            ids = value.get(key) or []
-            if not isinstance(ids, list):
-                raise forms.ValidationError(f"audience.{key} must be a list of ids.")
-            try:
-                audience[key] = [str(UUID(str(item))) for item in ids]
-            except ValueError:
-                raise forms.ValidationError(f"audience.{key} must contain ids (UUIDs).") from None
-        return audience
+        return {} if value in (None, "") else value
 
     def clean_tracking(self):
         value = self.cleaned_data.get("tracking")
-        if value in (None, "", {}):
-            return {"opens": True, "clicks": True}
-        if not isinstance(value, dict) or set(value) - {"opens", "clicks"}:
-            raise forms.ValidationError('Tracking must be a JSON object with "opens" and/or "clicks".')
-        if not all(isinstance(flag, bool) for flag in value.values()):
-            raise forms.ValidationError("Tracking flags must be true or false.")
-        return value
+        return default_tracking() if value in (None, "", {}) else value
 
     def _service_value(self, name: str):
         value = self.cleaned_data.get(name)
@@ -127,8 +104,8 @@ class CampaignForm(forms.ModelForm):
             return value.pk if value is not None else None
         if name == "labels":
             return [label.pk for label in value]
-        if name == "audience":
-            return {key: [UUID(item) for item in ids] for key, ids in value.items()}
+        if name in ("audience", "tracking"):
+            return value
         if name == "name":
             return value.strip()
         return value if value is not None else ""
@@ -165,7 +142,9 @@ class CampaignForm(forms.ModelForm):
 
 class ScheduleForm(forms.Form):
     """Schedule or reschedule: once at a wall-clock date and time in an IANA zone, or recurring. The time
-    rules (past instants, DST gaps, recurring config shape) are the service's `schedule_parse`."""
+    rules (past instants, DST gaps, recurring config shape) and the ranges of interval, day of month and
+    STO window are the service's `schedule_parse`: the fields only parse numbers, so an operator gets the
+    API's answer, on the field it is about."""
 
     schedule_type = forms.ChoiceField(
         choices=[("scheduled", "Once, at a date and time"), ("recurring", "Recurring")],
@@ -184,7 +163,7 @@ class ScheduleForm(forms.Form):
         choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
         help_text="For recurring.",
     )
-    interval = forms.IntegerField(required=False, min_value=1, initial=1, help_text="Every N days, weeks or months.")
+    interval = forms.IntegerField(required=False, initial=1, help_text="Every N days, weeks or months.")
     days_of_week = forms.TypedMultipleChoiceField(
         required=False,
         choices=WEEKDAYS,
@@ -192,12 +171,7 @@ class ScheduleForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="For weekly.",
     )
-    day_of_month = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=31,
-        help_text="For monthly; a shorter month sends on its last day.",
-    )
+    day_of_month = forms.IntegerField(required=False, help_text="For monthly; a shorter month sends on its last day.")
     end_date = forms.DateField(
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
@@ -205,8 +179,6 @@ class ScheduleForm(forms.Form):
     )
     sto_window_hours = forms.IntegerField(
         required=False,
-        min_value=1,
-        max_value=72,
         label="Send Time Optimization window (hours)",
         help_text="Optional: send each recipient at their best hour within this window.",
     )
@@ -273,7 +245,7 @@ class ScheduleForm(forms.Form):
         if self.errors:
             return data
         kwargs = {"recipient_local_time": data.get("recipient_local_time", False)}
-        if data.get("sto_window_hours"):
+        if data.get("sto_window_hours") is not None:
             kwargs["send_time_optimization"] = {"window_hours": data["sto_window_hours"]}
         wall_time = data.get("time")
         if data["schedule_type"] == "scheduled":
@@ -289,14 +261,14 @@ class ScheduleForm(forms.Form):
         else:
             config = {
                 "frequency": data.get("frequency") or None,
-                "interval": data.get("interval") or 1,
+                "interval": data["interval"] if data.get("interval") is not None else 1,
                 "time": wall_time.strftime("%H:%M") if wall_time else None,
                 "time_zone": data["timezone"],
             }
             # Only what the operator filled in: the service says when a field does not fit the frequency.
             if data.get("days_of_week"):
                 config["days_of_week"] = data["days_of_week"]
-            if data.get("day_of_month"):
+            if data.get("day_of_month") is not None:
                 config["day_of_month"] = data["day_of_month"]
             if data.get("end_date"):
                 config["end_date"] = data["end_date"].isoformat()

@@ -25,12 +25,20 @@ class Template(models.Model):
         return self.name
 
 
+# The shape of `Campaign.audience`: these four lists of ids, each at most AUDIENCE_MAX_IDS long, all four
+# present in what is stored (campaigns.services.campaign_audience_clean makes it so).
+AUDIENCE_KEYS = ("include_labels", "exclude_labels", "include_segments", "exclude_segments")
+AUDIENCE_MAX_IDS = 100
+# `Campaign.tracking`: these flags, each on unless turned off.
+TRACKING_KEYS = ("opens", "clicks")
+
+
 def default_audience() -> dict:
-    return {"include_labels": [], "exclude_labels": [], "include_segments": [], "exclude_segments": []}
+    return {key: [] for key in AUDIENCE_KEYS}
 
 
 def default_tracking() -> dict:
-    return {"opens": True, "clicks": True}
+    return dict.fromkeys(TRACKING_KEYS, True)
 
 
 class Campaign(models.Model):
@@ -50,8 +58,24 @@ class Campaign(models.Model):
         SCHEDULED = "scheduled"
         RECURRING = "recurring"
 
-    STARTABLE = (Status.DRAFT, Status.FAILED, Status.SCHEDULED)
-    EDITABLE = (Status.DRAFT, Status.SCHEDULED, Status.FAILED)
+    # The statuses in which each action is allowed (DESIGN.md §6, docs/decisions/004). The services check
+    # it under the row lock and answer 409 otherwise; the admin offers a button or an edit only where it
+    # says yes. Action names are the API's and the admin's (`POST campaigns/{id}/cancel-schedule`).
+    TRANSITIONS = {
+        "edit": (Status.DRAFT, Status.SCHEDULED, Status.FAILED),
+        "delete": (Status.DRAFT,),
+        "send-now": (Status.DRAFT, Status.FAILED, Status.SCHEDULED),
+        # Also "immediate" (clear the schedule): a scheduled campaign returns to draft.
+        "schedule": (Status.DRAFT, Status.FAILED, Status.SCHEDULED),
+        "cancel-schedule": (Status.SCHEDULED,),
+        "pause": (Status.SENDING,),
+        "resume": (Status.PAUSED,),
+        "stop": (Status.SENDING, Status.PAUSED),
+        "duplicate": tuple(Status),
+    }
+    STARTABLE = TRANSITIONS["send-now"]
+    EDITABLE = TRANSITIONS["edit"]
+    MAX_LABELS = 100
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="campaigns")
@@ -103,6 +127,18 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def can_transition(self, action: str) -> bool:
+        """Whether TRANSITIONS allows `action` in the campaign's current status."""
+        return self.status in self.TRANSITIONS[action]
+
+    def allowed_actions(self) -> list[str]:
+        return [action for action, statuses in self.TRANSITIONS.items() if self.status in statuses]
+
+    def effective_tracking(self) -> dict[str, bool]:
+        """Both tracking flags, one missing from the stored value at its default."""
+        stored = self.tracking if isinstance(self.tracking, dict) else {}
+        return {**default_tracking(), **{key: stored[key] for key in TRACKING_KEYS if key in stored}}
 
     def clear_schedule(self) -> None:
         self.schedule_type = ""

@@ -16,7 +16,7 @@ from common import errors
 from common.addresses import domain_of
 from common.rendering import contact_context
 from common.timerules import to_utc_iso
-from delivery.content import MessageContent, render_parts, resolve_content
+from delivery.content import MessageContent, has_body, render_parts, resolve_content
 from delivery.models import Delivery
 
 
@@ -45,6 +45,13 @@ def template_name_taken(*, workspace: Workspace, name: str, exclude_id=None) -> 
 
 
 READINESS_ORDER = ("subject", "sender_email", "content", "audience")
+# What each missing item of `campaign_readiness` asks for, in words (the admin's readiness panel).
+READINESS_HINTS = {
+    "subject": "a subject (the campaign's or its template's)",
+    "sender_email": "a from email on a verified sending domain of the workspace",
+    "content": "html, text or a template",
+    "audience": "an include rule that selects at least one sendable contact",
+}
 
 
 def campaign_list(*, workspace: Workspace) -> QuerySet[Campaign]:
@@ -129,7 +136,7 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
             missing.append("subject")
         if not campaign.from_email or _sender_domain(campaign.from_email) not in verified:
             missing.append("sender_email")
-        if not content["html"].strip() and not content["text"].strip():
+        if not has_body(html=content["html"], text=content["text"]):
             missing.append("content")
         audience = campaign.audience or {}
         if not (audience.get("include_labels") or audience.get("include_segments")):

@@ -24,11 +24,16 @@ class TemplateOutput(serializers.ModelSerializer):
 # --- Campaigns ------------------------------------------------------------------------------------------
 
 
+# Audience and tracking are parsed into their types here; their rules (at most AUDIENCE_MAX_IDS ids a list,
+# a flag left out keeps its value) are campaigns.services.campaign_audience_clean / campaign_tracking_clean,
+# which the admin form reaches through the same services.
+
+
 class AudienceInput(StrictInputSerializer):
-    include_labels = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
-    exclude_labels = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
-    include_segments = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
-    exclude_segments = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    include_labels = serializers.ListField(child=serializers.UUIDField(), required=False)
+    exclude_labels = serializers.ListField(child=serializers.UUIDField(), required=False)
+    include_segments = serializers.ListField(child=serializers.UUIDField(), required=False)
+    exclude_segments = serializers.ListField(child=serializers.UUIDField(), required=False)
 
 
 class TrackingInput(StrictInputSerializer):
@@ -83,12 +88,9 @@ class CampaignInput(StrictInputSerializer):
     template = serializers.UUIDField(required=False, allow_null=True)
     substitution_data = serializers.JSONField(required=False, validators=[_object])
     category = serializers.CharField(max_length=100, required=False, allow_blank=True, validators=[reject_nul])
-    labels = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    labels = serializers.ListField(child=serializers.UUIDField(), required=False)
     audience = AudienceInput(required=False)
     tracking = TrackingInput(required=False)
-
-    def validate_from_email(self, value: str) -> str:
-        return value.strip().lower()
 
 
 class CampaignCreateInput(CampaignInput):

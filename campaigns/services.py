@@ -11,16 +11,17 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from accounts.models import Workspace
-from audience.models import Label, Segment
+from audience.models import Label, Segment, normalize_email
 from campaigns import errors as campaign_errors
 from campaigns import scheduling
-from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.models import AUDIENCE_KEYS, AUDIENCE_MAX_IDS, TRACKING_KEYS, Campaign, CampaignRun, Template
 from campaigns.planning import local_date_and_wall_time, local_time_launch_at
 from campaigns.selectors import campaign_get, campaign_readiness
 from common import errors, timerules
 from common.db import unique_or_400
 from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
+from delivery.content import has_body
 from delivery.models import Delivery
 from delivery.services import deliveries_cancel, deliveries_requeue
 from delivery.tasks import dispatch_due
@@ -41,7 +42,7 @@ def template_check(*, name: str, subject: str, html: str, text: str) -> None:
             validate_template(source, field=field)
         except errors.ValidationError as exc:
             problems.setdefault(field, []).extend(exc.details[field])
-    if not html.strip() and not text.strip():
+    if not has_body(html=html, text=text):
         # A campaign using it would count as having content and then send an empty message.
         problems["non_field_errors"] = ["A template needs html, text, or both."]
     if problems:
@@ -90,7 +91,6 @@ def _template_save(template: Template) -> Template:
 # --- Campaigns ------------------------------------------------------------------------------------------
 
 CONTENT_FIELDS = ("subject", "preheader", "from_name", "from_email", "reply_to", "html", "text")
-AUDIENCE_KEYS = ("include_labels", "exclude_labels", "include_segments", "exclude_segments")
 
 
 def campaign_lock(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
@@ -267,14 +267,14 @@ def campaign_schedule(
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if request.schedule_type == "immediate":
-            if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.FAILED):
+            if not campaign.can_transition("schedule"):
                 raise campaign_errors.CampaignNotSendable(status=campaign.status, action="change its schedule")
             campaign.clear_schedule()
             if campaign.status == Campaign.Status.SCHEDULED:
                 campaign.status = Campaign.Status.DRAFT
             campaign.save(update_fields=SCHEDULE_FIELDS)
             return campaign
-        if campaign.status not in Campaign.STARTABLE:
+        if not campaign.can_transition("schedule"):
             raise campaign_errors.CampaignNotSendable(status=campaign.status)
         _require_ready(workspace=workspace, campaign=campaign)
         _apply_schedule(campaign, request, now=now)
@@ -287,7 +287,7 @@ def campaign_cancel_schedule(*, workspace: Workspace, campaign_id: UUID | str) -
     """Return a scheduled campaign to draft. Too late once its run has started (409)."""
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.SCHEDULED:
+        if not campaign.can_transition("cancel-schedule"):
             raise campaign_errors.CampaignNotCancellable(status=campaign.status)
         campaign.clear_schedule()
         campaign.status = Campaign.Status.DRAFT
@@ -336,6 +336,74 @@ def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: dat
     return campaign
 
 
+def campaign_audience_clean(value: Any) -> dict[str, list[str]]:
+    """The one shape of a campaign's audience, for every writer (API, admin, tasks): an object with at most
+    the keys of AUDIENCE_KEYS, each a list of at most AUDIENCE_MAX_IDS ids. Returns it with all four keys
+    and the ids as strings, as it is stored; raises a 400 naming `audience.<key>`."""
+    if not isinstance(value, dict):
+        raise errors.ValidationError.for_field(
+            "audience", 'The audience must be an object, e.g. {"include_labels": ["<label id>"]}.'
+        )
+    unknown = sorted(set(value) - set(AUDIENCE_KEYS))
+    problems: dict[str, list[str]] = {f"audience.{key}": ["Unknown field."] for key in unknown}
+    audience: dict[str, list[str]] = {}
+    for key in AUDIENCE_KEYS:
+        ids = value.get(key)
+        if ids is None:
+            ids = []
+        if not isinstance(ids, list | tuple):
+            problems[f"audience.{key}"] = ["Must be a list of ids (UUIDs)."]
+        elif len(ids) > AUDIENCE_MAX_IDS:
+            problems[f"audience.{key}"] = [f"At most {AUDIENCE_MAX_IDS} ids; this list has {len(ids)}."]
+        else:
+            try:
+                audience[key] = [str(UUID(str(item))) for item in ids]
+            except ValueError:
+                problems[f"audience.{key}"] = ["Must be a list of ids (UUIDs)."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+    return audience
+
+
+def campaign_tracking_clean(value: Any) -> dict[str, bool]:
+    """Tracking flags as given: an object with `opens` and/or `clicks`, each true or false. A flag left out
+    keeps its value (its default, on, for a new campaign): see `_assign_fields`. 400 naming `tracking.<key>`."""
+    if not isinstance(value, dict):
+        raise errors.ValidationError.for_field(
+            "tracking", 'Tracking must be an object, e.g. {"opens": true, "clicks": false}.'
+        )
+    unknown = sorted(set(value) - set(TRACKING_KEYS))
+    problems: dict[str, list[str]] = {f"tracking.{key}": ["Unknown field."] for key in unknown}
+    for key in TRACKING_KEYS:
+        if key in value and not isinstance(value[key], bool):
+            problems[f"tracking.{key}"] = ["Must be true or false."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+    return {key: value[key] for key in TRACKING_KEYS if key in value}
+
+
+def _clean_fields(fields: dict) -> dict:
+    """Normalise and check what every writer of a campaign must agree on, whatever parsed it first (the API's
+    serializer, the admin form, a direct call): from_email lower-cased, the audience and tracking shapes,
+    the number of labels. Returns the fields as the other steps and `_assign_fields` take them."""
+    cleaned = dict(fields)
+    problems: dict[str, list[str]] = {}
+    if "from_email" in cleaned:
+        cleaned["from_email"] = normalize_email(cleaned["from_email"] or "")
+    for name, clean in (("audience", campaign_audience_clean), ("tracking", campaign_tracking_clean)):
+        if name in cleaned:
+            try:
+                cleaned[name] = clean(cleaned[name])
+            except errors.ValidationError as exc:
+                problems.update(exc.details)
+    labels = cleaned.get("labels")
+    if labels is not None and len(labels) > Campaign.MAX_LABELS:
+        problems["labels"] = [f"At most {Campaign.MAX_LABELS} labels; this list has {len(labels)}."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+    return cleaned
+
+
 # The campaign fields that become mail headers (From, Reply-To, Subject): single lines only (RFC 5322
 # §2.2; docs/decisions/013). The preheader is body text.
 HEADER_FIELDS = ("subject", "from_name", "from_email", "reply_to")
@@ -362,26 +430,31 @@ def _check_references(*, workspace: Workspace, fields: dict) -> None:
         problems["template"] = [f"No template {template} in this workspace."]
     labels = fields.get("labels")
     if labels:
-        found = set(Label.objects.filter(workspace=workspace, pk__in=labels).values_list("pk", flat=True))
-        unknown = [str(x) for x in labels if x not in found]
+        found = _ids_of(Label, workspace=workspace, ids=labels)
+        unknown = [str(x) for x in labels if str(x) not in found]
         if unknown:
             problems["labels"] = [f"Unknown label ids: {', '.join(unknown)}."]
-    audience = fields.get("audience")
+    audience = fields.get("audience")  # cleaned: all four keys, ids as strings
     if audience is not None:
-        for key in ("include_labels", "exclude_labels"):
-            ids = audience.get(key, [])
-            found = set(Label.objects.filter(workspace=workspace, pk__in=ids).values_list("pk", flat=True))
-            unknown = [str(x) for x in ids if x not in found]
+        for key, model, kind in (
+            ("include_labels", Label, "label"),
+            ("exclude_labels", Label, "label"),
+            ("include_segments", Segment, "segment"),
+            ("exclude_segments", Segment, "segment"),
+        ):
+            ids = audience[key]
+            found = _ids_of(model, workspace=workspace, ids=ids)
+            unknown = [x for x in ids if x not in found]
             if unknown:
-                problems[f"audience.{key}"] = [f"Unknown label ids: {', '.join(unknown)}."]
-        for key in ("include_segments", "exclude_segments"):
-            ids = audience.get(key, [])
-            found = set(Segment.objects.filter(workspace=workspace, pk__in=ids).values_list("pk", flat=True))
-            unknown = [str(x) for x in ids if x not in found]
-            if unknown:
-                problems[f"audience.{key}"] = [f"Unknown segment ids: {', '.join(unknown)}."]
+                problems[f"audience.{key}"] = [f"Unknown {kind} ids: {', '.join(unknown)}."]
     if problems:
         raise errors.ValidationError(details=problems)
+
+
+def _ids_of(model, *, workspace: Workspace, ids) -> set[str]:
+    if not ids:
+        return set()
+    return {str(pk) for pk in model.objects.filter(workspace=workspace, pk__in=ids).values_list("pk", flat=True)}
 
 
 def _assign_fields(campaign: Campaign, fields: dict) -> list[str]:
@@ -393,10 +466,10 @@ def _assign_fields(campaign: Campaign, fields: dict) -> list[str]:
             campaign.template_id = value
             changed.append("template")
         elif name == "audience":
-            campaign.audience = {key: [str(v) for v in value.get(key, [])] for key in AUDIENCE_KEYS}
+            campaign.audience = value
             changed.append("audience")
         elif name == "tracking":
-            campaign.tracking = {**(campaign.tracking or {}), **value}
+            campaign.tracking = {**campaign.effective_tracking(), **value}
             changed.append("tracking")
         else:
             setattr(campaign, name, value)
@@ -411,6 +484,7 @@ def campaign_create(
     and the response's readiness says what is missing (the schedule is not kept: a draft has none)."""
     now = now or timezone.now()
     _check_template_fields(fields)
+    fields = _clean_fields(fields)
     _check_references(workspace=workspace, fields=fields)
     with transaction.atomic():
         campaign = Campaign(workspace=workspace)
@@ -428,6 +502,7 @@ def campaign_create(
 def campaign_create_send(*, workspace: Workspace, fields: dict, now: datetime | None = None) -> Campaign:
     """Create and send in one call; nothing is stored when the campaign is not ready (422)."""
     _check_template_fields(fields)
+    fields = _clean_fields(fields)
     _check_references(workspace=workspace, fields=fields)
     with transaction.atomic():
         campaign = Campaign(workspace=workspace)
@@ -442,10 +517,11 @@ def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: di
     """Edit a draft, scheduled or failed campaign. A scheduled campaign must stay ready (422 otherwise, and
     nothing changes), because it would otherwise fail at its launch, unseen."""
     _check_template_fields(fields)
+    fields = _clean_fields(fields)
     _check_references(workspace=workspace, fields=fields)
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status not in Campaign.EDITABLE:
+        if not campaign.can_transition("edit"):
             raise campaign_errors.CampaignNotEditable(status=campaign.status)
         changed = _assign_fields(campaign, fields)
         if campaign.status == Campaign.Status.SCHEDULED:
@@ -459,7 +535,7 @@ def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: di
 def campaign_delete(*, workspace: Workspace, campaign_id: UUID | str) -> None:
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.DRAFT:
+        if not campaign.can_transition("delete"):
             raise campaign_errors.CampaignNotEditable(
                 status=campaign.status, action="deleted", allowed="draft (cancel a schedule first)"
             )
@@ -489,7 +565,7 @@ def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign
     """Hold a sending campaign: its queued deliveries stay queued until resume."""
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.SENDING:
+        if not campaign.can_transition("pause"):
             raise campaign_errors.CampaignNotSending(status=campaign.status, action="paused")
         campaign.status = Campaign.Status.PAUSED
         campaign.save(update_fields=["status", "updated_at"])
@@ -502,7 +578,7 @@ def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign
 def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
-        if campaign.status != Campaign.Status.PAUSED:
+        if not campaign.can_transition("resume"):
             raise campaign_errors.CampaignNotPaused(status=campaign.status)
         campaign.status = Campaign.Status.SENDING
         campaign.save(update_fields=["status", "updated_at"])

@@ -44,6 +44,12 @@ def resolve_content(
     return (subject or template_subject, html or template_html, text or template_text)
 
 
+def has_body(*, html: str, text: str) -> bool:
+    """A message has a body when its html or its text is more than white space: the one content rule of
+    templates, campaign readiness and transactional requests (docs/decisions/014)."""
+    return bool((html or "").strip() or (text or "").strip())
+
+
 @dataclass(frozen=True)
 class RenderedParts:
     subject: str

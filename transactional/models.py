@@ -12,9 +12,11 @@ request's cc, bcc, reply-to, headers and attachments. Status moves only by condi
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from accounts.models import Workspace
+from delivery.content import has_body
 from delivery.models import Event
 
 
@@ -94,6 +96,21 @@ class TransactionalMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.to_email}: {self.subject[:40]} ({self.status})"
+
+    @staticmethod
+    def request_problems(*, to: list, cc: list, bcc: list, html: str, text: str) -> dict[str, list[str]]:
+        """What a send request must be, whoever makes it (the API's serializer, transactional_send): at
+        least one `to` address, at most TRANSACTIONAL_MAX_RECIPIENTS in to, cc and bcc together, and a body
+        (html, text or both: delivery.content.has_body). The problems by field; empty when there are none."""
+        problems: dict[str, list[str]] = {}
+        count, limit = len(to) + len(cc) + len(bcc), settings.TRANSACTIONAL_MAX_RECIPIENTS
+        if not to:
+            problems["to"] = ["Give at least one address in to."]
+        elif count > limit:
+            problems["to"] = [f"At most {limit} recipients in to, cc and bcc together; this request has {count}."]
+        if not has_body(html=html, text=text):
+            problems["html"] = ["Give html, text or both."]
+        return problems
 
     @property
     def queue(self) -> str:

@@ -1,12 +1,12 @@
 """HTTP shapes of the transactional API (docs/architecture.md). Input serializers check the form of a request;
-the rules that need the database or the clock (verified sending domain, scheduled_at window, attachment
-size limit) live in transactional.services."""
+the rules of its whole (a body, the number of recipients) are TransactionalMessage.request_problems, and
+those that need the database or the clock (verified sending domain, scheduled_at window, attachment size
+limit) live in transactional.services."""
 
 import base64
 import binascii
 import re
 
-from django.conf import settings
 from rest_framework import serializers
 
 from common.serializers import StrictInputSerializer, reject_nul
@@ -42,10 +42,6 @@ def no_header_breaks(value):
     if isinstance(value, str) and not is_single_line(value):
         raise serializers.ValidationError(SINGLE_LINE_MESSAGE)
     return value
-
-
-def max_recipients() -> int:
-    return settings.TRANSACTIONAL_MAX_RECIPIENTS
 
 
 class AddressInput(StrictInputSerializer):
@@ -130,9 +126,10 @@ class TransactionalInput(StrictInputSerializer):
 
     # `from` is a Python keyword, so get_fields adds it.
 
-    to = serializers.ListField(child=AddressInput(), min_length=1, max_length=50)
-    cc = serializers.ListField(child=AddressInput(), required=False, default=list, max_length=50)
-    bcc = serializers.ListField(child=AddressInput(), required=False, default=list, max_length=50)
+    # How many (at least one `to`, at most TRANSACTIONAL_MAX_RECIPIENTS in all) is request_problems' rule.
+    to = serializers.ListField(child=AddressInput())
+    cc = serializers.ListField(child=AddressInput(), required=False, default=list)
+    bcc = serializers.ListField(child=AddressInput(), required=False, default=list)
     reply_to = AddressInput(required=False, allow_null=True, default=None)
     subject = serializers.CharField(max_length=998, validators=[no_header_breaks])
     html = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
@@ -163,14 +160,11 @@ class TransactionalInput(StrictInputSerializer):
         return reject_nul(value)
 
     def validate(self, attrs):
-        if not attrs.get("html") and not attrs.get("text"):
-            raise serializers.ValidationError({"html": ["Give html, text or both."]})
-        count = len(attrs["to"]) + len(attrs["cc"]) + len(attrs["bcc"])
-        limit = max_recipients()
-        if count > limit:
-            raise serializers.ValidationError(
-                {"to": [f"At most {limit} recipients in to, cc and bcc together; this request has {count}."]}
-            )
+        problems = TransactionalMessage.request_problems(
+            to=attrs["to"], cc=attrs["cc"], bcc=attrs["bcc"], html=attrs["html"], text=attrs["text"]
+        )
+        if problems:
+            raise serializers.ValidationError(problems)
         tracking = attrs.pop("tracking", None) or {}
         if tracking.get("unsubscribe") and any(
             name.lower() in ("list-unsubscribe", "list-unsubscribe-post") for name in attrs["headers"]

@@ -118,6 +118,8 @@ def transactional_send(
     now = timezone.now()
     if priority not in M.Priority.values:
         raise errors.ValidationError.for_field("priority", 'priority must be "high" or "low".')
+    if problems := M.request_problems(to=to, cc=cc or [], bcc=bcc or [], html=html, text=text):
+        raise errors.ValidationError(details=problems)
     send_at = transactional_schedule_instant(scheduled_at=scheduled_at, now=now)
     if not sending_domain_is_verified(workspace=workspace, email=sender["email"]):
         raise errors.ValidationError.for_field(

@@ -40,3 +40,9 @@ def draft_payload(customers):
         "text": "Hi {{ first_name }}",
         "audience": {"include_labels": [str(customers.id)]},
     }
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
