@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from delivery.models import Delivery
+from delivery.models import Delivery, Event
 from tests.e2e.conftest import recipients_at, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,6 +32,13 @@ def assert_everyone_once_except_flagged(mailing, sink, *, kills: int) -> None:
     assert duplicated <= flagged
     statuses = Counter(Delivery.objects.filter(campaign=mailing.campaign).values_list("status", flat=True))
     assert statuses == {"sent": len(mailing.emails)}
+    # Every message left exactly one `sent` event, also those whose event a killed worker still had in its
+    # buffer (written from the rows when the run ended: delivery.services.delivery_events_reconcile).
+    sent_events = Counter(
+        Event.objects.filter(campaign_id=mailing.campaign.id, type="sent").values_list("delivery_id", flat=True)
+    )
+    assert set(sent_events.values()) == {1}
+    assert set(sent_events) == set(Delivery.objects.filter(campaign=mailing.campaign).values_list("id", flat=True))
 
 
 def test_bulk_worker_killed_several_times_mid_send_loses_no_one(engine, sink, make_mailing):
