@@ -145,9 +145,6 @@ class Event(models.Model):
             ),
             models.Index(fields=["message_id", "id"], name="event_message_idx", condition=~models.Q(message_id="")),
             models.Index(fields=["workspace", "email", "id"], name="event_ws_email_idx"),
-            models.Index(
-                fields=["delivery_id"], name="event_delivery_idx", condition=models.Q(delivery_id__isnull=False)
-            ),
         ]
 
     def __str__(self) -> str:

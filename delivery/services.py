@@ -24,6 +24,7 @@ Tracking writes take a delivery id read from a signed token (delivery.tracking):
 authority there, there is no API key and so no workspace to scope by.
 """
 
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -537,7 +538,7 @@ class _Batch:
 
     def _flush_events(self) -> None:
         if self.events:
-            Event.objects.bulk_create(self.events)
+            events_write(events=self.events)
             self.events = []
 
     def _report(self, run_ids: set) -> None:
@@ -708,6 +709,21 @@ def events_record(*, events: list[Event]) -> None:
     Event.objects.bulk_create(events)
 
 
+_COPY_COLUMNS = ("workspace_id", "type", "occurred_at", "email", "message_id", "delivery_id", "campaign_id", "run_id")
+
+
+def events_write(*, events: list[Event]) -> None:
+    """The send path's bulk write: COPY on PostgreSQL (a fraction of an INSERT's parse and bind cost per row),
+    bulk_create elsewhere."""
+    if not _is_postgres():
+        Event.objects.bulk_create(events)
+        return
+    columns = ", ".join((*_COPY_COLUMNS, "data"))
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {_EVENT_TABLE} ({columns}) FROM STDIN") as copy:
+        for event in events:
+            copy.write_row([*(getattr(event, name) for name in _COPY_COLUMNS), json.dumps(event.data)])
+
+
 # --- tracking ---------------------------------------------------------------------------------------------
 
 
@@ -833,7 +849,9 @@ def delivery_events_reconcile(*, run_id: UUID, campaign_id: UUID) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select} AND run_id = %s AND status IN ({placeholders}) "
-            f"AND NOT EXISTS (SELECT 1 FROM {_EVENT_TABLE} e WHERE e.delivery_id = {_TABLE}.id "
+            # Through the event table's campaign index: events carry no index of their own on delivery_id.
+            f"AND NOT EXISTS (SELECT 1 FROM {_EVENT_TABLE} e WHERE e.campaign_id = {_TABLE}.campaign_id "
+            f"AND e.run_id = {_TABLE}.run_id AND e.delivery_id = {_TABLE}.id "
             f"AND e.type IN ('sent', 'bounced', 'failed', 'cancelled'))",
             [*params, _run_param(run_id), *final],
         )
