@@ -22,8 +22,8 @@ from common.db import unique_or_400
 from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
 from delivery.content import has_body
-from delivery.models import Delivery
-from delivery.services import deliveries_cancel, deliveries_requeue, delivery_events_reconcile
+from delivery.models import Delivery, Event
+from delivery.services import deliveries_cancel, deliveries_requeue, delivery_events_reconcile, event_record
 from delivery.tasks import dispatch_due
 
 logger = logging.getLogger(__name__)
@@ -259,6 +259,29 @@ def _require_ready(*, workspace: Workspace, campaign: Campaign) -> None:
         raise campaign_errors.CampaignNotReady(missing=readiness["missing"])
 
 
+def _campaign_event(campaign: Campaign, type: str, *, run: CampaignRun | None = None, **data) -> None:
+    """A lifecycle event in the one event stream (docs/architecture.md#events), written in the transition's
+    own transaction, so it exists exactly when the transition does."""
+    event_record(
+        workspace_id=campaign.workspace_id,
+        type=type,
+        campaign_id=campaign.pk,
+        run_id=run.pk if run is not None else None,
+        data={"status": campaign.status, **data},
+    )
+
+
+def _schedule_data(campaign: Campaign) -> dict:
+    return {
+        "schedule_type": campaign.schedule_type,
+        "next_run_at": timerules.to_utc_iso(campaign.next_run_at) if campaign.next_run_at else None,
+    }
+
+
+def _run_totals(run: CampaignRun) -> dict:
+    return {"total": run.total, "sent": run.sent, "failed": run.failed, "skipped": run.skipped}
+
+
 def campaign_schedule(
     *, workspace: Workspace, campaign_id: UUID | str, request: ScheduleRequest, now: datetime | None = None
 ) -> Campaign:
@@ -269,17 +292,23 @@ def campaign_schedule(
         if request.schedule_type == "immediate":
             if not campaign.can_transition("schedule"):
                 raise campaign_errors.CampaignNotSendable(status=campaign.status, action="change its schedule")
+            was_scheduled = campaign.status == Campaign.Status.SCHEDULED
             campaign.clear_schedule()
-            if campaign.status == Campaign.Status.SCHEDULED:
+            if was_scheduled:
                 campaign.status = Campaign.Status.DRAFT
             campaign.save(update_fields=SCHEDULE_FIELDS)
+            if was_scheduled:
+                _campaign_event(campaign, Event.Type.CAMPAIGN_CANCELLED, reason="schedule cleared")
             return campaign
         if not campaign.can_transition("schedule"):
             raise campaign_errors.CampaignNotSendable(status=campaign.status)
         _require_ready(workspace=workspace, campaign=campaign)
+        rescheduled = campaign.status == Campaign.Status.SCHEDULED
         _apply_schedule(campaign, request, now=now)
         campaign.status = Campaign.Status.SCHEDULED
         campaign.save(update_fields=SCHEDULE_FIELDS)
+        kind = Event.Type.CAMPAIGN_RESCHEDULED if rescheduled else Event.Type.CAMPAIGN_SCHEDULED
+        _campaign_event(campaign, kind, **_schedule_data(campaign))
     return campaign
 
 
@@ -292,6 +321,7 @@ def campaign_cancel_schedule(*, workspace: Workspace, campaign_id: UUID | str) -
         campaign.clear_schedule()
         campaign.status = Campaign.Status.DRAFT
         campaign.save(update_fields=SCHEDULE_FIELDS)
+        _campaign_event(campaign, Event.Type.CAMPAIGN_CANCELLED, reason="schedule cancelled")
     return campaign
 
 
@@ -332,7 +362,8 @@ def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: dat
         campaign.clear_schedule()
         campaign.status = Campaign.Status.SENDING
         campaign.save(update_fields=SCHEDULE_FIELDS)
-        _start_run(campaign=campaign, trigger="now", due_at=now)
+        run = _start_run(campaign=campaign, trigger="now", due_at=now)
+        _campaign_event(campaign, Event.Type.CAMPAIGN_SENDING, run=run, trigger="now")
     return campaign
 
 
@@ -569,9 +600,14 @@ def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign
             raise campaign_errors.CampaignNotSending(status=campaign.status, action="paused")
         campaign.status = Campaign.Status.PAUSED
         campaign.save(update_fields=["status", "updated_at"])
-        CampaignRun.objects.filter(
-            campaign=campaign, status__in=[CampaignRun.Status.SENDING, CampaignRun.Status.FANNING_OUT]
-        ).update(status=CampaignRun.Status.PAUSED)
+        runs = list(
+            CampaignRun.objects.filter(
+                campaign=campaign, status__in=[CampaignRun.Status.SENDING, CampaignRun.Status.FANNING_OUT]
+            )
+        )
+        CampaignRun.objects.filter(pk__in=[run.pk for run in runs]).update(status=CampaignRun.Status.PAUSED)
+        for run in runs or [None]:
+            _campaign_event(campaign, Event.Type.CAMPAIGN_PAUSED, run=run)
     return campaign
 
 
@@ -591,6 +627,8 @@ def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaig
         # The tasks enqueued before the pause ran and left their rows: make them due for the dispatcher.
         for run_id in paused:
             deliveries_requeue(run_id=run_id)
+        for run in CampaignRun.objects.filter(pk__in=paused) or [None]:
+            _campaign_event(campaign, Event.Type.CAMPAIGN_SENDING, run=run, resumed=True)
     # Queued deliveries go out on the next dispatcher tick anyway; this only saves the wait.
     transaction.on_commit(dispatch_due.delay)
     return campaign
@@ -622,6 +660,7 @@ def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetim
                 finished_at=now,
             )
             logger.info("Campaign %s stopped: %s deliveries of run %s cancelled", campaign.id, cancelled, run.id)
+            _campaign_event(campaign, Event.Type.CAMPAIGN_CANCELLED, run=run, reason="stopped", cancelled=cancelled)
     return campaign
 
 
@@ -652,6 +691,7 @@ def campaign_launch(*, campaign_id: UUID | str, due_at: datetime, now: datetime 
             campaign.next_run_at = None
         campaign.launch_enqueued_at = None
         campaign.save(update_fields=["status", "next_run_at", "launch_enqueued_at", "updated_at"])
+        _campaign_event(campaign, Event.Type.CAMPAIGN_SENDING, run=run, trigger="schedule")
     return run
 
 
@@ -724,8 +764,6 @@ def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) ->
             return False
         run = CampaignRun.objects.select_related("campaign").get(pk=run_id)
         campaign = Campaign.objects.select_for_update().get(pk=run.campaign_id)
-        if campaign.status != Campaign.Status.SENDING:
-            return True
         still_open = (
             CampaignRun.objects.filter(campaign=campaign)
             .exclude(
@@ -738,10 +776,10 @@ def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) ->
             )
             .exists()
         )
-        if still_open:
-            return True
-        campaign.status = Campaign.Status.SCHEDULED if campaign.next_run_at else Campaign.Status.SENT
-        campaign.save(update_fields=["status", "updated_at"])
+        if campaign.status == Campaign.Status.SENDING and not still_open:
+            campaign.status = Campaign.Status.SCHEDULED if campaign.next_run_at else Campaign.Status.SENT
+            campaign.save(update_fields=["status", "updated_at"])
+        _campaign_event(campaign, Event.Type.CAMPAIGN_FINISHED, run=run, **_run_totals(run))
     return True
 
 

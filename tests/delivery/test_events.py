@@ -114,4 +114,5 @@ def test_a_batch_of_many_messages_writes_one_event_each(make_deliveries, sink):
     deliveries = make_deliveries(7)
     delivery_send_batch(delivery_ids=[d.id for d in deliveries])
 
-    assert sorted(Event.objects.values_list("delivery_id", "type")) == sorted((d.id, "sent") for d in deliveries)
+    rows = Event.objects.filter(delivery_id__isnull=False).values_list("delivery_id", "type")
+    assert sorted(rows) == sorted((d.id, "sent") for d in deliveries)

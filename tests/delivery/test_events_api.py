@@ -342,8 +342,9 @@ def test_a_sent_campaign_message_is_listed_by_campaign_and_by_its_message_id(api
     delivery_send_batch(delivery_ids=[delivery.id])
     delivery.refresh_from_db()
 
-    [row] = results(api.get(URL, {"campaign_id": str(campaign.id)}))
+    finished, row = results(api.get(URL, {"campaign_id": str(campaign.id)}))  # newest first
 
+    assert finished["type"] == "campaign.finished"  # the one-message run closed with the batch
     assert (row["type"], row["email"], row["run_id"]) == ("sent", delivery.email, str(delivery.run_id))
     assert row["message_id"] == sink.messages[0].message["Message-ID"] == delivery.message_id
     assert row["occurred_at"].endswith("Z")
