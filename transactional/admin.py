@@ -24,8 +24,8 @@ class TransactionalMessageAdmin(admin.ModelAdmin):
     @admin.display(description="Events")
     def log(self, obj):
         # The one event table has no foreign key to the message (events outlive it), so no inline.
-        rows = [(e.occurred_at, e.type, e.data.get("detail", "")) for e in obj.events] if obj else []
-        return format_html_join(mark_safe("<br>"), "{:%Y-%m-%d %H:%M:%S}Z · {} · {}", rows) or "—"
+        rows = [(f"{e.occurred_at:%Y-%m-%d %H:%M:%S}Z", e.type, e.data.get("detail", "")) for e in obj.events]
+        return format_html_join(mark_safe("<br>"), "{} · {} · {}", rows) or "—"
 
     def has_add_permission(self, request):
         return False
