@@ -1,17 +1,18 @@
 """Request rate limits in Redis, one mechanism for the API (per API key, accounts.throttling) and the tracking
 endpoints (per client IP, delivery.views). docs/decisions/020 says why it looks like this.
 
-The algorithm is GCRA, the generic cell rate algorithm of ITU-T I.371: a key stores one number, its
-theoretical arrival time (TAT), and `limit/period` means one request every `interval = period / limit` with a
-burst of `limit`. A request at `now` is allowed when `max(TAT, now) + interval - now <= limit * interval`,
-and then TAT moves on by one interval. Checking and moving TAT is one Lua script, which Redis runs alone, so
-no two web processes can both take the last slot (DRF's SimpleRateThrottle reads a history from the cache
-and writes it back, and concurrent requests overwrite each other's counts). Requests that are refused cost
-nothing, so a client that keeps hammering is let in again at the rate, not locked out.
+`limit/period` means what it says: at most `limit` requests in any `period` seconds (a sliding window, the
+meaning DRF's throttle rates had). Each key is a sorted set of the times of its allowed requests in the last
+period; a request drops the ones older than that, and is allowed and added when fewer than `limit` remain.
+That is one Lua script, which Redis runs alone, so no two web processes can both take the last slot (DRF's
+SimpleRateThrottle read the list from the cache and wrote it back, and concurrent requests overwrote each
+other's). A refused request is not added: a client that keeps hammering gets in again as its old requests
+age out, it is not locked out. A key costs Redis about 120 bytes per request it holds (720 KB for a key at
+6000/min) and expires one period after its last allowed request.
 
 Time is the web process's clock in integer microseconds (injectable with time-machine in tests, like
-delivery.throttle's); NTP keeps web hosts within milliseconds, and a skew of `d` seconds lets at most
-`d * limit / period` requests more through. A clock behind the stored TAT only finds less room.
+delivery.throttle's); NTP keeps web hosts within milliseconds, and a skew of `d` seconds shifts the window of
+one host by `d`. A clock behind the others only finds less room.
 
 When Redis does not answer, the request is let through unchecked and `ratelimit.fail_open` is logged as a
 warning (decision 020: the API's writes land in PostgreSQL, so refusing everything while Redis is down would
@@ -20,7 +21,7 @@ turn a cache outage into an API outage).
 
 import ipaddress
 import logging
-import math
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -38,21 +39,22 @@ REDIS_TIMEOUT_SECONDS = 0.25
 # While Redis is down, at most one fail-open warning per scope this often (with the count since the last).
 FAIL_OPEN_LOG_EVERY_SECONDS = 10.0
 
-# KEYS[1]: the key. ARGV: now, interval, burst (= limit * interval), all integer microseconds.
-# Returns {1, 0} when allowed, {0, microseconds until a request would be} when not. Numbers are written
-# with %.0f: tostring() keeps 14 digits and would round a microsecond timestamp (16 digits).
-_GCRA = """
+# KEYS[1]: the key, a sorted set of allowed requests scored by their time. ARGV: now and period (integer
+# microseconds), limit, and a member unique to this request. Returns {1, 0} when allowed, {0, microseconds
+# until the oldest request leaves the window} when not. Times are written with %.0f: tostring() keeps 14
+# digits and would round a microsecond timestamp (16 digits).
+_SLIDING_WINDOW = """
 local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
-local new_tat = tat + interval
-if new_tat - now > burst then
-  return {0, string.format('%.0f', new_tat - now - burst)}
+local period = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - period))
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(period / 1000))
+  return {1, '0'}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, '0'}
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, string.format('%.0f', tonumber(oldest[2]) + period - now)}
 """
 
 _UNITS = {
@@ -66,12 +68,7 @@ _UNITS = {
 @dataclass(frozen=True)
 class Rate:
     limit: int  # requests ...
-    period: int  # ... per this many seconds
-
-    @property
-    def interval_us(self) -> int:
-        # Rounded up (and at least 1 µs): the limiter may be a hair stricter than asked, never looser.
-        return max(1, math.ceil(self.period * 1_000_000 / self.limit))
+    period: int  # ... in any this many seconds
 
 
 @lru_cache(maxsize=64)
@@ -156,7 +153,7 @@ def _script_for(url: str):
                 client = redis.Redis.from_url(
                     url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
                 )
-                found = _clients[url] = (client, client.register_script(_GCRA))
+                found = _clients[url] = (client, client.register_script(_SLIDING_WINDOW))
     return found[1]
 
 
@@ -164,11 +161,10 @@ def rate_limit_hit(*, scope: str, ident: str, rate: Rate) -> Decision:
     """Count one request of `ident` (an API key id, a client address) against `rate` in `scope`, atomically
     across every process sharing the Redis of settings.REDIS_URL. Never raises for Redis trouble: see the
     module docstring."""
-    interval = rate.interval_us
     try:
         allowed, wait_us = _script_for(settings.REDIS_URL)(
             keys=[f"{KEY_PREFIX}{scope}:{ident}"],
-            args=[time.time_ns() // 1000, interval, interval * rate.limit],
+            args=[time.time_ns() // 1000, rate.period * 1_000_000, rate.limit, secrets.token_hex(8)],
         )
     except redis.RedisError as exc:
         fail_open_log.failed(scope, exc)
