@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
-from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.models import ApiKey, Workspace
 
@@ -61,25 +60,3 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
             api_key.last_used_at = now
 
-
-class ApiKeyRateThrottle(SimpleRateThrottle):
-    """Requests per API key, counted in Redis (the Django cache). 429 RATE_LIMITED with Retry-After."""
-
-    scope = "api_key"
-
-    def get_rate(self):
-        # Read at request time (not class definition) so the rate follows settings overrides.
-        from rest_framework.settings import api_settings
-
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-    def get_cache_key(self, request, view):
-        if request.auth is None:
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
-
-    def allow_request(self, request, view):
-        try:
-            return super().allow_request(request, view)
-        except Exception:  # noqa: BLE001 - a Redis outage must not take the API down with it
-            return True

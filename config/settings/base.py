@@ -7,6 +7,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from common.ratelimit import parse_rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
 
@@ -260,6 +262,17 @@ API_MAX_PAGE_SIZE = 500
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 CONTACT_IMPORT_MAX_BYTES = int(os.environ.get("CONTACT_IMPORT_MAX_BYTES", str(32 * 1024 * 1024)))
 
+# Requests per API key, and per client address on each tracking endpoint (/t/o/, /t/c/, /t/u/), counted
+# atomically in Redis (common.ratelimit, docs/decisions/020). Parsed here: a typo stops the process from starting.
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "6000/min")
+TRACKING_RATE_LIMIT = os.environ.get("TRACKING_RATE_LIMIT", "600/min")
+parse_rate(API_RATE_LIMIT)
+parse_rate(TRACKING_RATE_LIMIT)
+# How many reverse proxies of ours stand in front of the app, each appending to X-Forwarded-For. 0: the
+# client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone can write it). Behind one proxy, set 1, or
+# every reader shares the proxy's address and its one tracking limit.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -273,8 +286,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "common.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "common.schema.EnvelopeAutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_LIMIT", "6000/min")},
-    "DEFAULT_THROTTLE_CLASSES": ["accounts.authentication.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": API_RATE_LIMIT},
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": False,
     "STRICT_JSON": True,

@@ -9,7 +9,10 @@ from .base import env_bool, env_list
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set in the environment for production settings.")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set in the environment for production settings (the default of config.wsgi and "
+        "config.celery). On a developer's machine use scripts/run, or DJANGO_SETTINGS_MODULE=config.settings.dev."
+    )
 
 DEBUG = False
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])

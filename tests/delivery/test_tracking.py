@@ -1,6 +1,9 @@
 """The /t/ endpoints (open pixel, click redirect, unsubscribe) and the token and HTML helpers."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+import time_machine
 from django.core import mail
 from django.test import Client
 
@@ -9,6 +12,7 @@ from delivery import tracking
 from delivery.models import Delivery, Event
 from delivery.services import delivery_send_batch
 from tests.factories import CampaignRunFactory, DeliveryFactory
+from tests.threads import run_threads
 
 URL = "https://shop.example.com/sale?a=1&b=2"
 
@@ -167,6 +171,95 @@ def test_unsubscribed_contact_gets_no_later_message(client, delivery, campaign, 
     later = DeliveryFactory(run=CampaignRunFactory(campaign=campaign), contact=delivery.contact)
     delivery_send_batch(delivery_ids=[later.id])
     assert sink.messages == []
+
+
+# --- per-client limit (TRACKING_RATE_LIMIT) -------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def two_a_minute(settings):
+    settings.TRACKING_RATE_LIMIT = "2/min"
+    with time_machine.travel(NOW, tick=False) as clock:
+        yield clock
+
+
+def test_open_pixel_over_the_limit_is_still_a_gif_but_records_nothing(client, delivery, two_a_minute):
+    responses = [client.get(path_of(tracking.open_url(delivery.id))) for _ in range(3)]
+    assert [(r.status_code, r["Content-Type"], r.content[:6]) for r in responses] == [(200, "image/gif", b"GIF89a")] * 3
+    assert Event.objects.filter(type="opened").count() == 2
+
+
+def test_click_over_the_limit_still_redirects_but_records_nothing(client, delivery, two_a_minute):
+    responses = [client.get(path_of(tracking.click_url(delivery.id, URL))) for _ in range(3)]
+    assert [(r.status_code, r["Location"]) for r in responses] == [(302, URL)] * 3
+    assert Event.objects.filter(type="clicked").count() == 2
+
+
+def test_unsubscribe_post_over_the_limit_is_429_with_retry_after_and_changes_nothing(
+    client, make_deliveries, two_a_minute
+):
+    first, second, third = make_deliveries(3)
+    for delivery in (first, second):
+        assert client.post(unsubscribe_path(delivery), data={"confirm": "1"}).status_code == 200
+    refused = client.post(unsubscribe_path(third), data={"confirm": "1"})
+    assert refused.status_code == 429 and refused["Retry-After"] == "60"
+    assert b"try again" in refused.content
+    assert Contact.objects.get(pk=third.contact_id).status == "subscribed"
+    assert not Suppression.objects.filter(email=third.email).exists()
+    two_a_minute.shift(timedelta(seconds=60))
+    assert client.post(unsubscribe_path(third), data={"confirm": "1"}).status_code == 200
+    assert Contact.objects.get(pk=third.contact_id).status == "unsubscribed"
+
+
+def test_unsubscribe_confirm_pages_are_not_counted(client, delivery, two_a_minute):
+    assert [client.get(unsubscribe_path(delivery)).status_code for _ in range(3)] == [200, 200, 200]
+    assert client.post(unsubscribe_path(delivery), data={"confirm": "1"}).status_code == 200
+
+
+def test_each_endpoint_has_its_own_limit(client, delivery, two_a_minute):
+    for _ in range(3):
+        client.get(path_of(tracking.open_url(delivery.id)))
+    client.get(path_of(tracking.click_url(delivery.id, URL)))
+    assert Event.objects.filter(type="clicked").count() == 1
+
+
+def test_the_limit_is_per_client_address(client, delivery, two_a_minute):
+    for _ in range(3):
+        client.get(path_of(tracking.open_url(delivery.id)), REMOTE_ADDR="203.0.113.1")
+    client.get(path_of(tracking.open_url(delivery.id)), REMOTE_ADDR="203.0.113.2")
+    assert Event.objects.filter(type="opened").count() == 3
+
+
+def test_a_forwarded_for_header_does_not_buy_a_client_more_without_a_trusted_proxy(client, delivery, two_a_minute):
+    path = path_of(tracking.open_url(delivery.id))
+    for i in range(4):
+        client.get(path, REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR=f"10.9.0.{i}")
+    assert Event.objects.filter(type="opened").count() == 2
+
+
+def test_behind_a_trusted_proxy_readers_are_told_apart_by_forwarded_for(client, delivery, two_a_minute, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    path = path_of(tracking.open_url(delivery.id))
+    for i in range(4):
+        client.get(path, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
+    assert Event.objects.filter(type="opened").count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_pixel_fetches_from_one_address_record_exactly_the_limit(delivery, settings):
+    settings.TRACKING_RATE_LIMIT = "50/min"
+    path = path_of(tracking.open_url(delivery.id))
+
+    def reader():
+        fetcher = Client()
+        return [fetcher.get(path).status_code for _ in range(20)]
+
+    with time_machine.travel(NOW, tick=False):
+        statuses = [status for statuses in run_threads(*[reader] * 5, timeout=120) for status in statuses]
+    assert statuses == [200] * 100
+    assert Event.objects.filter(type="opened").count() == 50
 
 
 # --- HTML helpers ---------------------------------------------------------------------------------------
