@@ -183,6 +183,12 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Returns deliveries of dead workers to the queue.",
     },
+    "accounts: expire idempotency keys": {
+        "task": "accounts.tasks.idempotency_records_expire",
+        "every_seconds": int(os.environ.get("IDEMPOTENCY_EXPIRE_EVERY_SECONDS", "600")),
+        "queue": "default",
+        "description": "Deletes Idempotency-Key records older than 24 hours (docs/decisions/023).",
+    },
     "transactional: dispatch due": {
         "task": "transactional.tasks.dispatch_due",
         "every_seconds": int(os.environ.get("TRANSACTIONAL_DISPATCH_EVERY_SECONDS", "1")),
@@ -259,6 +265,12 @@ API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(32 * 1024 * 10
 API_MAX_PAGE_SIZE = 500
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 CONTACT_IMPORT_MAX_BYTES = int(os.environ.get("CONTACT_IMPORT_MAX_BYTES", str(32 * 1024 * 1024)))
+
+# Idempotency-Key (docs/decisions/023): a key replays its first answer for this long (the API's contract).
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+# A claim still in progress after this long belongs to a request that died (gunicorn kills a worker after
+# 30 s by default); the next request with the key takes it over instead of getting 409 for a day.
+IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=int(os.environ.get("IDEMPOTENCY_ABANDONED_AFTER_SECONDS", "300")))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
