@@ -61,7 +61,7 @@ class EnvelopeAutoSchema(AutoSchema):
         elif self.method == "GET" and self._is_list_view():
             extra["400"] = "VALIDATION_ERROR: a filter value is invalid."
         if not public:
-            extra["401"] = "UNAUTHENTICATED: no key, an unknown key or a revoked key."
+            extra["401"] = "UNAUTHENTICATED: no key, an unknown, revoked or expired key."
             extra["429"] = "RATE_LIMITED: too many requests; see Retry-After."
         if "{" in self.path:
             extra["404"] = "RESOURCE_NOT_FOUND: no such object in this workspace."
