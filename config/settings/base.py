@@ -325,6 +325,9 @@ from common.email_url import email_settings_from_url  # noqa: E402
 EMAIL_URL = os.environ.get("EMAIL_URL", "smtp://127.0.0.1:1025")
 globals().update(email_settings_from_url(EMAIL_URL))
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A tracked link redirects for this many days after it was signed; later it answers a page that shows the
+# destination as text (docs/decisions/024). Open pixels and unsubscribe links never expire.
+TRACKING_CLICK_LINK_MAX_AGE_DAYS = int(os.environ.get("TRACKING_CLICK_LINK_MAX_AGE_DAYS", "365"))
 
 # --- Sending domains ----------------------------------------------------------------------------------
 SENDING_DOMAIN_TXT_PREFIX = "mailsched-verification="
