@@ -41,23 +41,39 @@ class WorkspaceAdmin(admin.ModelAdmin):
             adopt(obj, services.workspace_create(name=data["name"], timezone=data["timezone"]))
 
 
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["workspace", "name", "sandbox", "expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            services.api_key_check_expiry(expires_at=data.get("expires_at"))
+        except errors.ValidationError as exc:
+            add_application_error(self, exc)
+        return data
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created here or with `manage.py create_api_key`. The raw key is shown once, in the
-    message after creation; only its hash is stored, so it can never be shown again."""
+    message after creation; only its hash is stored, so it can never be shown again, and no page here
+    shows the hash (key_hash is in no field list, list column or search field)."""
 
-    list_display = ["prefix", "name", "workspace", "sandbox", "revoked", "last_used_at", "created_at"]
+    form = ApiKeyAddForm
+    list_display = ["prefix", "name", "workspace", "sandbox", "revoked", "expires_at", "last_used_at", "created_at"]
     list_filter = ["sandbox", "revoked", "workspace"]
     search_fields = ["prefix", "name", "workspace__name"]
     list_select_related = ["workspace"]
-    fields = ["workspace", "name", "sandbox"]
+    fields = ["workspace", "name", "sandbox", "expires_at"]
     readonly_fields = ["prefix", "revoked", "created_at", "last_used_at"]
     actions = ["revoke_selected"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return self.fields
-        return ["prefix", "workspace", "name", "sandbox", "revoked", "created_at", "last_used_at"]
+        return ["prefix", "workspace", "name", "sandbox", "revoked", "expires_at", "created_at", "last_used_at"]
 
     def has_change_permission(self, request, obj=None):
         # A key is immutable once issued (revoke it with the action); the change page is read-only.
@@ -66,7 +82,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         api_key, raw = services.api_key_create(
-            workspace=data["workspace"], name=data.get("name", ""), sandbox=data.get("sandbox", False)
+            workspace=data["workspace"],
+            name=data.get("name", ""),
+            sandbox=data.get("sandbox", False),
+            expires_at=data.get("expires_at"),
         )
         adopt(obj, api_key)
         messages.success(

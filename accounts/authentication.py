@@ -44,8 +44,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         )
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is not valid.")
+        # Read from the database on every request (one indexed query), never cached: a revocation or an
+        # expiry takes effect on the very next request (docs/decisions/024).
         if api_key.revoked:
             raise exceptions.AuthenticationFailed("The API key has been revoked.")
+        if api_key.is_expired(timezone.now()):
+            raise exceptions.AuthenticationFailed(
+                f"The API key expired at {api_key.expires_at.isoformat().replace('+00:00', 'Z')}."
+            )
         self._touch(api_key)
         return ApiPrincipal(api_key), api_key
 

@@ -40,6 +40,9 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     sandbox = models.BooleanField(default=False, help_text="Sandbox keys are accepted but nothing is sent.")
     revoked = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="From this moment on the key is refused (401). Empty: it never expires."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -49,6 +52,9 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.workspace})"
+
+    def is_expired(self, now) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     @staticmethod
     def hash_key(raw_key: str) -> str:
@@ -124,3 +130,38 @@ class SendingDomain(models.Model):
         self.verified = True
         self.verified_by = by
         self.verified_at = timezone.now()
+
+
+class IdempotencyRecord(models.Model):
+    """One `Idempotency-Key` of a workspace and the first response sent for it (docs/decisions/023).
+
+    The unique (workspace, key) constraint is the claim: of concurrent requests with one key exactly one
+    inserts the row, and only that one runs. `created_at` doubles as the claim's fencing token: a request
+    that took over an abandoned claim rewrote it, so the stale owner's final write matches no row."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        DONE = "done"
+
+    MAX_KEY_LENGTH = 255
+
+    id = models.BigAutoField(primary_key=True)
+    # No index of its own: the unique (workspace, key) index starts with it.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=MAX_KEY_LENGTH)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of method, path with query and body.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The rendered JSON text, not jsonb: the replay is then byte for byte the first answer (jsonb would
+    # reorder its keys).
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "key"], name="uniq_idempotency_key_per_workspace")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"

@@ -1,10 +1,12 @@
 import secrets
+from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone as django_timezone
 
 from accounts import dns
-from accounts.models import ApiKey, SendingDomain, Workspace, normalize_domain
+from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace, normalize_domain
 from accounts.selectors import sending_domain_get
 from common import errors
 from common.db import unique_or_400
@@ -41,13 +43,28 @@ def _check_timezone(timezone: str) -> None:
         raise errors.ValidationError.for_field("timezone", f"'{timezone}' is not a known IANA timezone.")
 
 
-def api_key_create(*, workspace: Workspace, name: str = "", sandbox: bool = False) -> tuple[ApiKey, str]:
-    """Create a key and return it with the raw secret, which exists only in this return value."""
+def api_key_create(
+    *, workspace: Workspace, name: str = "", sandbox: bool = False, expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with the raw secret, which exists only in this return value. A key with
+    `expires_at` is refused from that moment on (docs/decisions/024); without it, until it is revoked."""
+    api_key_check_expiry(expires_at=expires_at)
     raw, prefix = ApiKey.generate()
     api_key = ApiKey.objects.create(
-        workspace=workspace, name=name, prefix=prefix, key_hash=ApiKey.hash_key(raw), sandbox=sandbox
+        workspace=workspace,
+        name=name,
+        prefix=prefix,
+        key_hash=ApiKey.hash_key(raw),
+        sandbox=sandbox,
+        expires_at=expires_at,
     )
     return api_key, raw
+
+
+def api_key_check_expiry(*, expires_at: datetime | None) -> None:
+    """A new key's expiry lies in the future (a key born expired is a typo). Asked by the admin form too."""
+    if expires_at is not None and expires_at <= django_timezone.now():
+        raise errors.ValidationError.for_field("expires_at", "The expiry must be in the future.")
 
 
 def api_key_revoke(*, workspace: Workspace, api_key_id) -> ApiKey:
@@ -113,3 +130,76 @@ def sending_domain_mark_verified(*, workspace: Workspace, domain_id) -> SendingD
             domain.mark_verified(by="admin")
             domain.save()
     return domain
+
+
+def idempotency_claim(*, workspace: Workspace, key: str, request_hash: str) -> IdempotencyRecord:
+    """Claim an Idempotency-Key for a request, or find the answer it already got (docs/decisions/023).
+
+    Returns the record `in_progress` when this request now holds the key and is to run, or `done` when it
+    holds the first response, to be replayed. Raises IdempotencyKeyReused when the key was used for another
+    request, IdempotencyKeyInUse while the request holding it still runs. Called outside a transaction, the
+    claim commits at once, so a concurrent request with the key sees it."""
+    now = django_timezone.now()
+    # An expired record is absent, whether or not the periodic cleanup has deleted it yet.
+    IdempotencyRecord.objects.filter(workspace=workspace, key=key, expires_at__lte=now).delete()
+    defaults = {"request_hash": request_hash, "created_at": now, "expires_at": now + settings.IDEMPOTENCY_KEY_TTL}
+    for _ in range(3):
+        try:
+            # The unique (workspace, key) constraint decides: of concurrent inserts one wins, the others
+            # wait for it to commit and then read its row.
+            record, created = IdempotencyRecord.objects.get_or_create(workspace=workspace, key=key, defaults=defaults)
+            break
+        except IntegrityError:
+            continue  # the winner's row was released between our insert and our read: try again
+    else:
+        raise errors.IdempotencyKeyInUse()
+    if created:
+        return record
+    if record.request_hash != request_hash:
+        raise errors.IdempotencyKeyReused()
+    if record.status == IdempotencyRecord.Status.DONE:
+        return record
+    if record.created_at <= now - settings.IDEMPOTENCY_ABANDONED_AFTER and _idempotency_take_over(record, now):
+        return record
+    raise errors.IdempotencyKeyInUse()
+
+
+def _idempotency_take_over(record: IdempotencyRecord, now: datetime) -> bool:
+    """The request that claimed the record died before it answered. One request takes it over: the
+    conditional UPDATE on the old created_at (the claim's fencing token) lets exactly one win."""
+    taken = IdempotencyRecord.objects.filter(
+        pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS, created_at=record.created_at
+    ).update(created_at=now, expires_at=now + settings.IDEMPOTENCY_KEY_TTL)
+    if taken:
+        record.created_at, record.expires_at = now, now + settings.IDEMPOTENCY_KEY_TTL
+    return bool(taken)
+
+
+def _idempotency_claimed(*, workspace: Workspace, record: IdempotencyRecord):
+    return IdempotencyRecord.objects.filter(
+        workspace=workspace, pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS, created_at=record.created_at
+    )
+
+
+def idempotency_record_finish(
+    *, workspace: Workspace, record: IdempotencyRecord, response_status: int, response_body: str
+) -> bool:
+    """Keep the response of the request that holds the claim; later requests with the key replay it.
+    False when the claim was taken over meanwhile (this request ran past IDEMPOTENCY_ABANDONED_AFTER)."""
+    return bool(
+        _idempotency_claimed(workspace=workspace, record=record).update(
+            status=IdempotencyRecord.Status.DONE, response_status=response_status, response_body=response_body
+        )
+    )
+
+
+def idempotency_record_release(*, workspace: Workspace, record: IdempotencyRecord) -> None:
+    """Give the key back without an answer (a 5xx, or an answer that asks for a retry): the next request
+    with the key runs."""
+    _idempotency_claimed(workspace=workspace, record=record).delete()
+
+
+def idempotency_records_expire(*, now: datetime | None = None) -> int:
+    """Delete every record past its expiry, of all workspaces (the periodic cleanup). Returns how many."""
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or django_timezone.now()).delete()
+    return deleted

@@ -48,6 +48,7 @@ class CampaignTransitionInProgress(ApplicationError):
     status = 409
     code = "CAMPAIGN_TRANSITION_IN_PROGRESS"
     default_message = "Another change of this campaign is in progress; retry in a moment."
+    transient = True  # decision 004: a client retries it, with the same Idempotency-Key (decision 023)
 
 
 class CampaignNotReady(ApplicationError):

@@ -8,6 +8,9 @@ class ApplicationError(Exception):
     status = 400
     code = "BAD_REQUEST"
     default_message = "The request could not be processed."
+    # The same request may succeed when sent again (a lock, a rate, a backing service). Such an answer is
+    # not kept for an Idempotency-Key, so the client's retry with that key runs (docs/decisions/023).
+    transient = False
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None):
         self.message = message or self.default_message
@@ -67,6 +70,21 @@ class Conflict(ApplicationError):
     default_message = "The request conflicts with the current state of the resource."
 
 
+class IdempotencyKeyInUse(ApplicationError):
+    status = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    default_message = "A request with this Idempotency-Key is still running; retry when it has finished."
+    transient = True
+
+
+class IdempotencyKeyReused(ApplicationError):
+    status = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = (
+        "This Idempotency-Key was already used for a different request (method, path or body); use a new key."
+    )
+
+
 class PayloadTooLarge(ApplicationError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
@@ -83,6 +101,7 @@ class RateLimited(ApplicationError):
     status = 429
     code = "RATE_LIMITED"
     default_message = "Too many requests."
+    transient = True
 
     def __init__(self, message: str | None = None, details: dict | None = None, retry_after: int | None = None):
         super().__init__(message, details)
@@ -93,3 +112,4 @@ class ServiceUnavailable(ApplicationError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "A backing service is unavailable; try again."
+    transient = True

@@ -1,7 +1,7 @@
 """OpenAPI: every operation documents the error envelope for the errors it can answer with."""
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
@@ -20,12 +20,40 @@ def error_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(response=ErrorEnvelopeSerializer, description=description)
 
 
+# Honoured on every authenticated POST by accounts.api.WorkspaceApiMixin (docs/decisions/023).
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Any string up to 255 characters, unique per request you mean to make once. The same key with the "
+        "same method, path and body within 24 hours replays the first response (status and body, with "
+        "`Idempotent-Replayed: true`) and does nothing again. Keys are per workspace."
+    ),
+)
+IDEMPOTENCY_RESPONSES = {
+    "400": "VALIDATION_ERROR on `Idempotency-Key`: blank or over 255 characters.",
+    "409": "IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still running; retry later.",
+    "422": "IDEMPOTENCY_KEY_REUSED: this Idempotency-Key was used for a different request.",
+}
+
+
 class EnvelopeAutoSchema(AutoSchema):
+    def _is_public(self) -> bool:
+        return any(isinstance(p, AllowAny) for p in self.view.get_permissions())
+
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        if self.method == "POST" and not self._is_public():
+            parameters = [*parameters, IDEMPOTENCY_KEY]
+        return parameters
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
-        public = any(isinstance(p, AllowAny) for p in self.view.get_permissions())
+        public = self._is_public()
         extra: dict[str, str] = {}
         if self.method in {"POST", "PUT", "PATCH"}:
             extra["400"] = "MALFORMED_REQUEST or VALIDATION_ERROR (details map each field to its messages)."
@@ -33,11 +61,17 @@ class EnvelopeAutoSchema(AutoSchema):
         elif self.method == "GET" and self._is_list_view():
             extra["400"] = "VALIDATION_ERROR: a filter value is invalid."
         if not public:
-            extra["401"] = "UNAUTHENTICATED: no key, an unknown key or a revoked key."
+            extra["401"] = "UNAUTHENTICATED: no key, an unknown, revoked or expired key."
             extra["429"] = "RATE_LIMITED: too many requests; see Retry-After."
         if "{" in self.path:
             extra["404"] = "RESOURCE_NOT_FOUND: no such object in this workspace."
         for code, description in extra.items():
             if code not in responses:
                 responses[code] = self._get_response_for_code(error_response(description), code)
+        if self.method == "POST" and not public:
+            for code, description in IDEMPOTENCY_RESPONSES.items():
+                if code in responses:  # the operation answers this status for its own reasons too
+                    responses[code]["description"] = f"{responses[code]['description']} Or {description}"
+                else:
+                    responses[code] = self._get_response_for_code(error_response(description), code)
         return responses

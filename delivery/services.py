@@ -39,7 +39,7 @@ from django.utils import timezone
 from audience.models import Contact, Suppression, normalize_email
 from audience.services import contact_suppress
 from common.rendering import TemplateRenderError
-from delivery import sending, signals, tracking
+from delivery import selectors, sending, signals, tracking
 from delivery.mime import HeaderInjection
 from delivery.models import Delivery, Event
 from delivery.sources import run_source
@@ -815,6 +815,20 @@ def tracking_record_click(*, target: tracking.Target, url: str, user_agent: str)
         _message_event(target, E.CLICKED, user_agent=user_agent, url=url)
         return True
     return delivery_record_click(delivery_id=target, url=url, user_agent=user_agent)
+
+
+def tracking_click_follow(*, click: tracking.Click, user_agent: str, record: bool = True) -> bool:
+    """Whether a click link still redirects, recording the click when it does and `record` is set (a HEAD
+    from a link scanner is answered, not counted). A link older than TRACKING_CLICK_LINK_MAX_AGE_DAYS
+    records nothing (docs/decisions/024). A link signed before click tokens carried a timestamp is as old
+    as its message; when the message's send time is gone, its age is unknown and it counts as expired."""
+    signed_at = click.signed_at or selectors.tracking_message_sent_at(target=click.target)
+    max_age = timedelta(days=settings.TRACKING_CLICK_LINK_MAX_AGE_DAYS)
+    if signed_at is None or timezone.now() - signed_at > max_age:
+        return False
+    if record:
+        tracking_record_click(target=click.target, url=click.url, user_agent=user_agent)
+    return True
 
 
 def tracking_unsubscribe(*, target: tracking.Target, user_agent: str) -> bool:

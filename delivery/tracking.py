@@ -1,14 +1,18 @@
 """Signed tracking tokens and the HTML changes that carry them (docs/architecture.md#events).
 
 Tokens are django.core.signing signatures (HMAC-SHA256 with SECRET_KEY), salted per purpose so that an
-open token can never be replayed as an unsubscribe or click token. They do not expire: an unsubscribe
-link must keep working in a message read a year later. The separator is "." so that a token is also a
-valid dot-atom local part (`unsubscribe+TOKEN@domain` in List-Unsubscribe's mailto) and needs no escaping
-in a URL path.
+open token can never be replayed as an unsubscribe or click token. Open and unsubscribe tokens do not
+expire: an unsubscribe link must keep working in a message read a year later. The separator is "." so
+that a token is also a valid dot-atom local part (`unsubscribe+TOKEN@domain` in List-Unsubscribe's
+mailto) and needs no escaping in a URL path.
 
 A click token signs the destination URL itself together with the message it was in, so the click
 endpoint redirects only to a URL that was in that message: no lookup, no stored link table, and a tampered
-or invented URL fails the signature (the endpoint is not an open redirect).
+or invented URL fails the signature (the endpoint is not an open redirect). It also signs when it was made
+(TimestampSigner: `payload.timestamp.signature`), so a link stops redirecting after
+TRACKING_CLICK_LINK_MAX_AGE_DAYS instead of being a redirect signed forever (docs/decisions/024). Click
+tokens made before that (`payload.signature`, no timestamp) are still read; their age is the send time of
+the message they name.
 
 A token names its message in one of two ways: a campaign delivery by its id (an int), a transactional
 message by a `MessageRef` (its API id, workspace, batch and recipient). The second carries what its
@@ -19,6 +23,7 @@ endpoints must not read it; the signature makes those fields as trustworthy as a
 import html
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core import signing
@@ -27,6 +32,9 @@ OPEN, CLICK, UNSUBSCRIBE = "open", "click", "unsubscribe"
 _SIGNERS = {
     purpose: signing.Signer(salt=f"mailsched.delivery.{purpose}", sep=".") for purpose in (OPEN, CLICK, UNSUBSCRIBE)
 }
+# Click tokens with their signing time. A salt of their own: a timestamped token's signature is also a
+# valid untimestamped signature of "payload.timestamp" under the same salt, and must never be read so.
+_CLICK_SIGNER = signing.TimestampSigner(salt="mailsched.delivery.click.timestamped", sep=".")
 
 
 class BadToken(Exception):
@@ -77,13 +85,35 @@ def read_target(purpose: str, token: str) -> Target:
     return _target(read_token(purpose, token))
 
 
-def read_click(token: str) -> tuple[Target, str]:
-    payload = read_token(CLICK, token)
+@dataclass(frozen=True)
+class Click:
+    """A verified click token: the message, the destination, and when the link was signed (None for a
+    token of the format before timestamps)."""
+
+    target: Target
+    url: str
+    signed_at: datetime | None
+
+
+def read_click(token: str) -> Click:
+    """Verify a click token. Its age is not checked here: an expired link still names its URL, which the
+    endpoint shows as text (delivery.services.tracking_click_follow decides)."""
+    signed_at = None
+    if token.count(".") == 2:
+        try:
+            payload = _CLICK_SIGNER.unsign_object(token)
+            signed_at = datetime.fromtimestamp(signing.b62_decode(token.split(".")[1]), tz=UTC)
+        except (signing.BadSignature, ValueError, UnicodeDecodeError, OverflowError) as exc:
+            raise BadToken(str(exc)) from None
+    elif token.count(".") == 1:
+        payload = read_token(CLICK, token)
+    else:
+        raise BadToken("not a click token")
     if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[1], str)):
         raise BadToken("not a click token")
     if not _is_web_url(payload[1]):
         raise BadToken("not a web URL")
-    return _target(payload[0]), payload[1]
+    return Click(target=_target(payload[0]), url=payload[1], signed_at=signed_at)
 
 
 def _is_web_url(url: str) -> bool:
@@ -94,8 +124,12 @@ def open_url(target: Target) -> str:
     return f"{settings.PUBLIC_BASE_URL}/t/o/{make_token(OPEN, _payload(target))}.gif"
 
 
+def click_token(target: Target, url: str) -> str:
+    return _CLICK_SIGNER.sign_object([_payload(target), url])
+
+
 def click_url(target: Target, url: str) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/t/c/{make_token(CLICK, [_payload(target), url])}"
+    return f"{settings.PUBLIC_BASE_URL}/t/c/{click_token(target, url)}"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """All factories in one place (factory_boy)."""
 
+from datetime import timedelta
+
 import factory
 from django.utils import timezone
 
-from accounts.models import ApiKey, SendingDomain, Workspace
+from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
 from delivery.models import Delivery, Event
@@ -24,6 +26,22 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
     workspace = factory.SubFactory(WorkspaceFactory)
     prefix = factory.Sequence(lambda n: f"msk_{n:08x}")
     key_hash = factory.Sequence(lambda n: ApiKey.hash_key(f"factory-key-{n}"))
+
+
+class IdempotencyRecordFactory(factory.django.DjangoModelFactory):
+    """A key whose first request has answered (201 with a small body)."""
+
+    class Meta:
+        model = IdempotencyRecord
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    key = factory.Sequence(lambda n: f"key-{n}")
+    request_hash = factory.Sequence(lambda n: f"{n:064x}")
+    status = IdempotencyRecord.Status.DONE
+    response_status = 201
+    response_body = '{"id": "x"}'
+    created_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyAttribute(lambda record: record.created_at + timedelta(hours=24))
 
 
 class SendingDomainFactory(factory.django.DjangoModelFactory):

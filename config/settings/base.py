@@ -185,6 +185,12 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Returns deliveries of dead workers to the queue.",
     },
+    "accounts: expire idempotency keys": {
+        "task": "accounts.tasks.idempotency_records_expire",
+        "every_seconds": int(os.environ.get("IDEMPOTENCY_EXPIRE_EVERY_SECONDS", "600")),
+        "queue": "default",
+        "description": "Deletes Idempotency-Key records older than 24 hours (docs/decisions/023).",
+    },
     "transactional: dispatch due": {
         "task": "transactional.tasks.dispatch_due",
         "every_seconds": int(os.environ.get("TRANSACTIONAL_DISPATCH_EVERY_SECONDS", "1")),
@@ -272,6 +278,11 @@ parse_rate(TRACKING_RATE_LIMIT)
 # client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone can write it). Behind one proxy, set 1, or
 # every reader shares the proxy's address and its one tracking limit.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+# Idempotency-Key (docs/decisions/023): a key replays its first answer for this long (the API's contract).
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+# A claim still in progress after this long belongs to a request that died (gunicorn kills a worker after
+# 30 s by default); the next request with the key takes it over instead of getting 409 for a day.
+IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=int(os.environ.get("IDEMPOTENCY_ABANDONED_AFTER_SECONDS", "300")))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
@@ -326,6 +337,9 @@ from common.email_url import email_settings_from_url  # noqa: E402
 EMAIL_URL = os.environ.get("EMAIL_URL", "smtp://127.0.0.1:1025")
 globals().update(email_settings_from_url(EMAIL_URL))
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A tracked link redirects for this many days after it was signed; later it answers a page that shows the
+# destination as text (docs/decisions/024). Open pixels and unsubscribe links never expire.
+TRACKING_CLICK_LINK_MAX_AGE_DAYS = int(os.environ.get("TRACKING_CLICK_LINK_MAX_AGE_DAYS", "365"))
 
 # --- Sending domains ----------------------------------------------------------------------------------
 SENDING_DOMAIN_TXT_PREFIX = "mailsched-verification="

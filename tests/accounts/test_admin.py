@@ -1,7 +1,9 @@
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.messages import get_messages
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, SendingDomain, Workspace
@@ -51,16 +53,42 @@ def test_creating_a_key_in_the_admin_shows_the_raw_key_once_and_it_authenticates
 
 
 def test_admin_never_shows_the_key_hash(admin_client, workspace):
-    api_key, _ = api_key_create(workspace=workspace)
-    for url in ("/admin/accounts/apikey/", f"/admin/accounts/apikey/{api_key.pk}/change/"):
-        page = admin_client.get(url).content.decode()
-        assert api_key.prefix in page
-        assert api_key.key_hash not in page
+    api_key, _ = api_key_create(workspace=workspace, expires_at=timezone.now() + timedelta(days=1))
+    for url in (
+        "/admin/accounts/apikey/",
+        f"/admin/accounts/apikey/{api_key.pk}/change/",
+        f"/admin/accounts/apikey/{api_key.pk}/history/",
+        f"/admin/accounts/apikey/{api_key.pk}/delete/",
+    ):
+        response = admin_client.get(url)
+        page = response.content.decode()
+        assert response.status_code == 200, url
+        assert api_key.prefix in page, url
+        assert api_key.key_hash not in page, url
 
 
-def test_admin_add_form_asks_only_workspace_name_and_sandbox(admin_client):
+def test_admin_add_form_asks_only_workspace_name_sandbox_and_expiry(admin_client):
     form = admin_client.get("/admin/accounts/apikey/add/").context["adminform"].form
-    assert sorted(form.fields) == ["name", "sandbox", "workspace"]
+    assert sorted(form.fields) == ["expires_at", "name", "sandbox", "workspace"]
+
+
+def test_a_key_with_an_expiry_is_created_in_the_admin(admin_client, workspace):
+    response = admin_client.post(
+        "/admin/accounts/apikey/add/",
+        {"workspace": str(workspace.pk), "name": "ci", "expires_at_0": "2099-01-31", "expires_at_1": "09:30:00"},
+    )
+    assert response.status_code == 302
+    assert ApiKey.objects.get(workspace=workspace).expires_at == datetime(2099, 1, 31, 9, 30, tzinfo=UTC)
+
+
+def test_an_expiry_in_the_past_is_a_form_error(admin_client, workspace):
+    response = admin_client.post(
+        "/admin/accounts/apikey/add/",
+        {"workspace": str(workspace.pk), "name": "ci", "expires_at_0": "2000-01-01", "expires_at_1": "00:00:00"},
+    )
+    assert response.status_code == 200
+    assert "expires_at" in response.context["adminform"].form.errors
+    assert not ApiKey.objects.exists()
 
 
 def test_revoke_action_revokes_the_selected_keys(admin_client, workspace):

@@ -1,6 +1,7 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
@@ -11,6 +12,7 @@ from accounts.services import api_key_create, api_key_revoke
 from common import errors
 
 URL = "/api/v1/sending-domains"
+NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +49,40 @@ def test_revoked_key_is_401(workspace):
     response = _client(f"Bearer {raw}").get(URL)
     _assert_unauthenticated(response)
     assert "revoked" in response.json()["error"]["message"]
+
+
+def test_a_key_revoked_after_use_is_refused_on_the_very_next_request(workspace):
+    api_key, raw = api_key_create(workspace=workspace)
+    client = _client(f"Bearer {raw}")
+    assert client.get(URL).status_code == 200
+
+    api_key_revoke(workspace=workspace, api_key_id=api_key.pk)
+
+    _assert_unauthenticated(client.get(URL))
+
+
+def test_a_key_is_accepted_until_its_expiry(workspace):
+    with time_machine.travel(NOW, tick=False):
+        _, raw = api_key_create(workspace=workspace, expires_at=NOW + timedelta(days=30))
+    with time_machine.travel(NOW + timedelta(days=30) - timedelta(seconds=1), tick=False):
+        assert _client(f"Bearer {raw}").get(URL).status_code == 200
+
+
+def test_an_expired_key_is_401(workspace):
+    with time_machine.travel(NOW, tick=False):
+        _, raw = api_key_create(workspace=workspace, expires_at=NOW + timedelta(days=30))
+    with time_machine.travel(NOW + timedelta(days=30), tick=False):
+        response = _client(f"Bearer {raw}").get(URL)
+
+    _assert_unauthenticated(response)
+    assert response.json()["error"]["message"] == "The API key expired at 2026-07-10T12:00:00Z."
+
+
+def test_a_key_without_expiry_never_expires(workspace):
+    with time_machine.travel(NOW, tick=False):
+        _, raw = api_key_create(workspace=workspace)
+    with time_machine.travel(NOW + timedelta(days=3650), tick=False):
+        assert _client(f"Bearer {raw}").get(URL).status_code == 200
 
 
 def test_valid_key_is_accepted_and_records_last_use(workspace):

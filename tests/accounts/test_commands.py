@@ -1,13 +1,17 @@
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from accounts.models import SendingDomain, Workspace
+from accounts.models import ApiKey, SendingDomain, Workspace
 from tests.factories import WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 
 
 def _run(*args) -> list[str]:
@@ -36,6 +40,26 @@ def test_create_api_key_prints_a_key_that_authenticates():
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert client.get("/api/v1/sending-domains").status_code == 200
     assert workspace.api_keys.get().sandbox is False
+
+
+def test_create_api_key_expires_in_days_sets_the_expiry():
+    workspace = WorkspaceFactory(name="Acme")
+    with time_machine.travel(NOW, tick=False):
+        raw = _run("create_api_key", "--workspace", "Acme", "--expires-in-days", "30")[-1]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    assert workspace.api_keys.get().expires_at == NOW + timedelta(days=30)
+    with time_machine.travel(NOW + timedelta(days=30), tick=False):
+        assert client.get("/api/v1/sending-domains").status_code == 401
+
+
+@pytest.mark.parametrize("days", ["0", "-1"])
+def test_create_api_key_refuses_an_expiry_that_is_not_in_the_future(days):
+    WorkspaceFactory(name="Acme")
+    with pytest.raises(CommandError, match="at least 1"):
+        _run("create_api_key", "--workspace", "Acme", "--expires-in-days", days)
+    assert not ApiKey.objects.exists()
 
 
 def test_create_api_key_for_unknown_workspace_fails_cleanly():

@@ -1,7 +1,11 @@
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from accounts.models import ApiKey
 from accounts.selectors import sending_domain_is_verified
-from accounts.services import sending_domain_mark_verified
+from accounts.services import api_key_create, sending_domain_mark_verified
 from common import errors
 from tests.factories import SendingDomainFactory
 
@@ -53,3 +57,10 @@ def test_another_workspace_verified_domain_does_not_count(workspace, other_works
 def test_internationalised_email_domain_matches_its_idna_form(workspace):
     SendingDomainFactory(workspace=workspace, domain="xn--bcher-kva.example", verified=True)
     assert sending_domain_is_verified(workspace=workspace, email="info@bücher.example") is True
+
+
+def test_a_key_cannot_be_created_already_expired(workspace):
+    with pytest.raises(errors.ValidationError) as raised:
+        api_key_create(workspace=workspace, expires_at=timezone.now() - timedelta(seconds=1))
+    assert "expires_at" in raised.value.details
+    assert not ApiKey.objects.exists()

@@ -48,6 +48,33 @@ def test_every_operation_documents_the_error_envelope(schema):
             assert error.endswith("/ErrorEnvelope")
 
 
+def test_every_post_documents_the_idempotency_key_header_and_its_errors(schema):
+    posts = [(path, ops["post"]) for path, ops in schema["paths"].items() if "post" in ops]
+    assert posts
+    for path, operation in posts:
+        [header] = [p for p in operation.get("parameters", []) if p["name"] == "Idempotency-Key"]
+        assert header["in"] == "header" and not header.get("required", False), path
+        assert header["schema"]["maxLength"] == 255, path
+        responses = operation["responses"]
+        assert "IDEMPOTENCY_KEY_IN_USE" in responses["409"]["description"], path
+        assert "IDEMPOTENCY_KEY_REUSED" in responses["422"]["description"], path
+
+
+def test_an_operations_own_409_keeps_its_meaning_next_to_the_idempotency_one(schema):
+    send = schema["paths"]["/api/v1/campaigns/{id}/send"]["post"]["responses"]
+    assert "status does not allow" in send["409"]["description"]
+    assert "IDEMPOTENCY_KEY_IN_USE" in send["409"]["description"]
+    assert "CAMPAIGN_NOT_READY" in send["422"]["description"]
+
+
+def test_the_idempotency_key_is_not_offered_on_other_methods(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if method != "post" and isinstance(operation, dict):
+                names = [p["name"] for p in operation.get("parameters", [])]
+                assert "Idempotency-Key" not in names, f"{method.upper()} {path}"
+
+
 def test_bearer_auth_is_the_security_scheme(schema):
     assert schema["components"]["securitySchemes"]["BearerAuth"] == {"type": "http", "scheme": "bearer"}
 

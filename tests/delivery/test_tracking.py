@@ -1,5 +1,6 @@
 """The /t/ endpoints (open pixel, click redirect, unsubscribe) and the token and HTML helpers."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,10 +12,12 @@ from audience.models import Contact, Suppression
 from delivery import tracking
 from delivery.models import Delivery, Event
 from delivery.services import delivery_send_batch
-from tests.factories import CampaignRunFactory, DeliveryFactory
+from tests.factories import CampaignRunFactory, DeliveryFactory, EventFactory
 from tests.threads import run_threads
 
 URL = "https://shop.example.com/sale?a=1&b=2"
+NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+YEAR = timedelta(days=365)
 
 
 @pytest.fixture
@@ -33,8 +36,13 @@ def path_of(url: str) -> str:
 
 
 def forged(token: str) -> str:
-    payload, signature = token.split(".")
-    return f"{payload}.{signature[:-2]}{'AA' if not signature.endswith('AA') else 'BB'}"
+    *signed, signature = token.split(".")
+    return f"{'.'.join(signed)}.{signature[:-2]}{'AA' if not signature.endswith('AA') else 'BB'}"
+
+
+def legacy_click_token(target, url: str) -> str:
+    """A click token as they were made before they carried a timestamp (`payload.signature`)."""
+    return tracking.make_token(tracking.CLICK, [target.payload() if hasattr(target, "payload") else target, url])
 
 
 # --- open pixel -----------------------------------------------------------------------------------------
@@ -92,27 +100,147 @@ def test_link_of_a_sent_message_leads_to_its_original_url(client, make_deliverie
 
 
 def test_click_with_a_tampered_url_is_404_and_changes_nothing(client, delivery):
-    token = tracking.make_token(tracking.CLICK, [delivery.id, URL])
-    payload, signature = token.split(".")
-    other = (
-        tracking._SIGNERS[tracking.CLICK]
-        .sign_object([delivery.id, "https://evil.example.net/"])
-        .split(".")[0]
-    )
-    response = client.get(f"/t/c/{other}.{signature}")
+    payload, timestamp, signature = tracking.click_token(delivery.id, URL).split(".")
+    other = tracking.click_token(delivery.id, "https://evil.example.net/").split(".")[0]
+    response = client.get(f"/t/c/{other}.{timestamp}.{signature}")
     delivery.refresh_from_db()
     assert response.status_code == 404
     assert delivery.clicked_at is None and not Event.objects.exists()
 
 
-def test_click_with_a_forged_signature_is_404(client, delivery):
-    token = tracking.make_token(tracking.CLICK, [delivery.id, URL])
-    assert client.get(f"/t/c/{forged(token)}").status_code == 404
+def test_click_with_a_tampered_timestamp_is_404(client, delivery):
+    with time_machine.travel(NOW, tick=False):
+        payload, _, signature = tracking.click_token(delivery.id, URL).split(".")
+    with time_machine.travel(NOW + 2 * YEAR, tick=False):
+        fresh = tracking.click_token(delivery.id, URL).split(".")[1]
+        assert client.get(f"/t/c/{payload}.{fresh}.{signature}").status_code == 404
 
 
-def test_signed_non_web_url_is_not_redirected_to(client, delivery):
-    token = tracking.make_token(tracking.CLICK, [delivery.id, "javascript:alert(1)"])
-    assert client.get(f"/t/c/{token}").status_code == 404
+@pytest.mark.parametrize("make", [tracking.click_token, legacy_click_token], ids=["timestamped", "legacy"])
+def test_click_with_a_forged_signature_is_404(client, delivery, make):
+    assert client.get(f"/t/c/{forged(make(delivery.id, URL))}").status_code == 404
+
+
+@pytest.mark.parametrize("make", [tracking.click_token, legacy_click_token], ids=["timestamped", "legacy"])
+def test_signed_non_web_url_is_not_redirected_to(client, delivery, make):
+    assert client.get(f"/t/c/{make(delivery.id, 'javascript:alert(1)')}").status_code == 404
+
+
+# --- click link expiry (docs/decisions/024) --------------------------------------------------------------
+
+
+def assert_expired_page(response, url_text: str) -> None:
+    assert response.status_code == 410
+    assert "Location" not in response
+    page = response.content.decode()
+    assert "This link has expired" in page
+    assert f"<code>{url_text}</code>" in page and "href=" not in page  # shown as text, not a link
+
+
+def test_a_click_link_redirects_until_it_is_a_year_old(client, delivery):
+    with time_machine.travel(NOW, tick=False):
+        path = path_of(tracking.click_url(delivery.id, URL))
+    with time_machine.travel(NOW + YEAR, tick=False):
+        response = client.get(path)
+
+    assert response.status_code == 302 and response["Location"] == URL
+    assert Event.objects.filter(delivery_id=delivery.id, type="clicked").count() == 1
+
+
+def test_an_expired_click_link_shows_the_destination_as_text_and_records_nothing(client, delivery):
+    with time_machine.travel(NOW, tick=False):
+        path = path_of(tracking.click_url(delivery.id, URL))
+    with time_machine.travel(NOW + YEAR + timedelta(seconds=1), tick=False):
+        response = client.get(path)
+
+    assert_expired_page(response, "https://shop.example.com/sale?a=1&amp;b=2")
+    delivery.refresh_from_db()
+    assert delivery.clicked_at is None and not Event.objects.exists()
+
+
+def test_the_click_link_max_age_is_a_setting(client, delivery, settings):
+    settings.TRACKING_CLICK_LINK_MAX_AGE_DAYS = 7
+    with time_machine.travel(NOW, tick=False):
+        path = path_of(tracking.click_url(delivery.id, URL))
+    with time_machine.travel(NOW + timedelta(days=7, seconds=1), tick=False):
+        assert client.get(path).status_code == 410
+
+
+def test_the_expired_page_escapes_the_destination(client, delivery):
+    with time_machine.travel(NOW, tick=False):
+        path = path_of(tracking.click_url(delivery.id, "https://x.example/?q=<script>alert(1)</script>"))
+    with time_machine.travel(NOW + 2 * YEAR, tick=False):
+        page = client.get(path).content.decode()
+
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_a_legacy_click_link_is_as_old_as_its_message(client, delivery):
+    Delivery.objects.filter(pk=delivery.pk).update(sent_at=NOW)
+    path = f"/t/c/{legacy_click_token(delivery.id, URL)}"
+    with time_machine.travel(NOW + YEAR - timedelta(days=1), tick=False):
+        young = client.get(path)
+    with time_machine.travel(NOW + YEAR + timedelta(seconds=1), tick=False):
+        old = client.get(path)
+
+    assert young.status_code == 302 and young["Location"] == URL
+    assert_expired_page(old, "https://shop.example.com/sale?a=1&amp;b=2")
+    assert Event.objects.filter(type="clicked").count() == 1
+
+
+def test_a_legacy_click_link_of_a_transactional_message_is_as_old_as_its_sent_event(client, workspace):
+    ref = tracking.MessageRef(str(uuid.uuid4()), str(workspace.id), str(uuid.uuid4()), "ana@example.org")
+    EventFactory(workspace=workspace, type="sent", message_id=ref.message_id, occurred_at=NOW)
+    path = f"/t/c/{legacy_click_token(ref, URL)}"
+    with time_machine.travel(NOW + timedelta(days=30), tick=False):
+        young = client.get(path)
+    with time_machine.travel(NOW + YEAR + timedelta(seconds=1), tick=False):
+        old = client.get(path)
+
+    assert (young.status_code, old.status_code) == (302, 410)
+    assert Event.objects.filter(type="clicked", message_id=ref.message_id).count() == 1
+
+
+def test_a_legacy_click_link_whose_message_is_gone_counts_as_expired(client, db):
+    response = client.get(f"/t/c/{legacy_click_token(987654321, URL)}")
+
+    assert_expired_page(response, "https://shop.example.com/sale?a=1&amp;b=2")
+    assert not Event.objects.exists()
+
+
+# --- HEAD: answered like GET, records nothing ------------------------------------------------------------
+
+
+def test_head_on_the_open_pixel_answers_the_gif_headers_and_records_nothing(client, delivery):
+    response = client.head(path_of(tracking.open_url(delivery.id)))
+
+    assert response.status_code == 200 and response["Content-Type"] == "image/gif"
+    assert Delivery.objects.get(pk=delivery.pk).opened_at is None
+    assert not Event.objects.exists()
+
+
+def test_head_on_a_click_link_answers_the_redirect_and_records_nothing(client, delivery):
+    response = client.head(path_of(tracking.click_url(delivery.id, URL)))
+
+    assert response.status_code == 302 and response["Location"] == URL
+    delivery.refresh_from_db()
+    assert delivery.clicked_at is None and delivery.opened_at is None
+    assert not Event.objects.exists()
+
+
+def test_head_on_an_expired_click_link_answers_410(client, delivery):
+    with time_machine.travel(NOW, tick=False):
+        path = path_of(tracking.click_url(delivery.id, URL))
+    with time_machine.travel(NOW + 2 * YEAR, tick=False):
+        assert client.head(path).status_code == 410
+
+
+def test_head_on_an_unsubscribe_link_answers_the_page_and_changes_nothing(client, delivery):
+    response = client.head(unsubscribe_path(delivery))
+
+    assert response.status_code == 200
+    assert Contact.objects.get(pk=delivery.contact_id).status == "subscribed"
+    assert not Suppression.objects.exists() and not Event.objects.exists()
 
 
 # --- unsubscribe ----------------------------------------------------------------------------------------
