@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from common.jsontree import strings
+
 
 class StrictInputSerializer(serializers.Serializer):
     """Input serializers list their fields; a field they do not know is an error, not silently
@@ -17,15 +19,8 @@ class StrictInputSerializer(serializers.Serializer):
 
 
 def reject_nul(value):
-    """PostgreSQL text and jsonb cannot hold U+0000; refuse it at the edge instead of failing on save."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Text may not contain NUL characters.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_nul(key)
-            reject_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            reject_nul(item)
+    """PostgreSQL text and jsonb cannot hold U+0000; refuse it at the edge instead of failing on save.
+    Walks nested values without recursion (common.jsontree)."""
+    if any("\x00" in text for _, text in strings(value)):
+        raise serializers.ValidationError("Text may not contain NUL characters.")
     return value
