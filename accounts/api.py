@@ -17,7 +17,10 @@ class WorkspaceApiMixin:
 
     @property
     def workspace(self) -> Workspace:
-        return self.request.workspace
+        # From the key, not from `request.workspace`: DRF's OPTIONS metadata runs the view's permission and
+        # get_object() checks against a clone of the request (rest_framework.request.clone_request), which
+        # carries the authentication over but not attributes set on the original.
+        return self.request.auth.workspace
 
 
 class WorkspaceCrudViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
