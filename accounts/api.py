@@ -11,6 +11,10 @@ from common import errors
 class WorkspaceApiMixin:
     """Sets `request.workspace` from the API key. Every selector and service takes it."""
 
+    # Ids are UUIDs: the routers (regex paths) match only those, so a malformed id is a 404 like any id that
+    # names nothing, never a 400 from the database's UUID parsing deep in a selector.
+    lookup_value_regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         request.workspace = request.auth.workspace if request.auth is not None else None

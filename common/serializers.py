@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.jsontree import strings
@@ -16,6 +17,17 @@ class StrictInputSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class ObjectField(serializers.JSONField):
+    """A JSON object (never null, never another JSON type), documented as one: a bare JSONField is documented
+    as any value, null included, which the validators behind it refuse."""
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+class NullableObjectField(serializers.JSONField):
+    """A JSON object, or null; the service behind it checks the object's shape."""
 
 
 def reject_nul(value):

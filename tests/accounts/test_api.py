@@ -31,3 +31,21 @@ def test_options_on_another_workspaces_object_answers_as_for_a_missing_one(api, 
     assert response.status_code == missing.status_code == 200
     assert response.json() == missing.json()
     assert "actions" not in response.json()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["contacts/not-a-uuid", "campaigns/null,null", "campaigns/12345/send", "contacts/imports/x", "sending-domains/0"],
+)
+def test_a_malformed_id_is_404_like_any_id_that_names_nothing(api, path):
+    for method in ("get", "post", "delete"):
+        response = getattr(api, method)(f"/api/v1/{path}")
+        assert response.status_code == 404, (method, path, response.content[:200])
+        assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+
+
+def test_an_id_without_dashes_still_names_the_object(api, workspace):
+    label = LabelFactory(workspace=workspace)
+    response = api.get(f"/api/v1/labels/{label.pk.hex}")
+    assert response.status_code == 200
+    assert response.json()["id"] == str(label.pk)
