@@ -109,3 +109,8 @@ def test_a_surrogate_pair_is_one_character_and_accepted(api):
     response = post_raw(api, "/api/v1/labels", '{"name": "party \\ud83c\\udf89"}')
     assert response.status_code == 201, response.content
     assert response.json()["name"] == "party \U0001f389"
+
+
+def test_a_multipart_body_to_a_json_endpoint_is_415(api):
+    response = api.post("/api/v1/labels", {"name": "vip"}, format="multipart")
+    error_of(response, 415, "UNSUPPORTED_MEDIA_TYPE")
