@@ -47,7 +47,8 @@ class EnvelopeAutoSchema(AutoSchema):
         if self.method in {"POST", "PUT", "PATCH"}:
             extra["400"] = "MALFORMED_REQUEST or VALIDATION_ERROR (details map each field to its messages)."
             extra["413"] = "PAYLOAD_TOO_LARGE: the body is over the configured limit."
-            extra["415"] = "UNSUPPORTED_MEDIA_TYPE: the body is not of the media type this operation takes."
+            if self.get_request_serializer() is not None:  # an action without a body never parses one
+                extra["415"] = "UNSUPPORTED_MEDIA_TYPE: the body is not of the media type this operation takes."
         elif self._has_query_parameters():
             extra["400"] = "VALIDATION_ERROR: a query parameter is invalid."
         if not public:
