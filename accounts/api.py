@@ -33,6 +33,10 @@ class WorkspaceApiMixin:
     _idempotency_record: IdempotencyRecord | None = None
     _idempotency_transient = False
 
+    # Ids are UUIDs: the routers (regex paths) match only those, so a malformed id is a 404 like any id that
+    # names nothing, never a 400 from the database's UUID parsing deep in a selector.
+    lookup_value_regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         request.workspace = request.auth.workspace if request.auth is not None else None
@@ -79,7 +83,10 @@ class WorkspaceApiMixin:
 
     @property
     def workspace(self) -> Workspace:
-        return self.request.workspace
+        # From the key, not from `request.workspace`: DRF's OPTIONS metadata runs the view's permission and
+        # get_object() checks against a clone of the request (rest_framework.request.clone_request), which
+        # carries the authentication over but not attributes set on the original.
+        return self.request.auth.workspace
 
 
 def _idempotency_key(request) -> str | None:

@@ -11,6 +11,11 @@ class SendingDomainInput(StrictInputSerializer):
 
 
 class SendingDomainOutput(serializers.ModelSerializer):
+    # Blank until the domain is verified; declared so the schema's enum says so (a read-only model field
+    # with choices is documented with its choices only).
+    verified_by = serializers.ChoiceField(
+        choices=SendingDomain._meta.get_field("verified_by").choices, allow_blank=True, read_only=True
+    )
     verification_record = serializers.CharField(
         read_only=True, help_text="Publish this value as a TXT record on the domain, then call verify."
     )

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models import Workspace
+from common.jsontree import strings
 from common.timezones import validate_timezone_name
 
 # Attributes are free-form personalisation data, but every contact row is read at fan-out and render
@@ -33,13 +34,8 @@ def validate_attributes(value) -> None:
 
 
 def _contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
+    # Without recursion: the admin's JSON field parses any depth (common.jsontree).
+    return any("\x00" in text for _, text in strings(value))
 
 
 def normalize_email(value: str) -> str:

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audience.models import Contact, ContactImport, Label, Segment, Suppression, validate_attributes
-from common.serializers import StrictInputSerializer, reject_nul
+from common.serializers import ObjectField, StrictInputSerializer, reject_nul
 from common.timezones import validate_timezone_name
 
 # --- contacts -------------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ class ContactInput(StrictInputSerializer):
         validators=[validate_timezone_name],
         help_text="IANA zone, e.g. 'Asia/Jakarta'; blank means the workspace's default.",
     )
-    attributes = serializers.JSONField(
+    attributes = ObjectField(
         required=False, validators=[validate_attributes], help_text="A JSON object of custom fields."
     )
     labels = serializers.ListField(

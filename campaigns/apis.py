@@ -214,7 +214,7 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
         return Response(SendPlanOutput(selectors.campaign_send_plan(workspace=self.workspace, campaign=campaign)).data)
 
     @extend_schema(summary="Runs of the campaign", tags=TAGS, responses=CampaignRunOutput(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])  # the campaign list's filters do not apply to runs
     def runs(self, request, pk=None):
         page = self.paginate_queryset(selectors.campaign_runs(workspace=self.workspace, campaign_id=pk))
         return self.get_paginated_response(CampaignRunOutput(page, many=True).data)

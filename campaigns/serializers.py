@@ -2,9 +2,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audience.serializers import CountOutput  # noqa: F401 - one component for {"count": n}
-from campaigns.models import CampaignRun, Template
+from campaigns.models import Campaign, CampaignRun, Template
 from campaigns.selectors import campaign_summaries, campaign_upcoming_runs
-from common.serializers import StrictInputSerializer, reject_nul
+from common.serializers import NullableObjectField, ObjectField, StrictInputSerializer, reject_nul
 
 
 class TemplateInput(StrictInputSerializer):
@@ -41,6 +41,20 @@ class TrackingInput(StrictInputSerializer):
     clicks = serializers.BooleanField(required=False)
 
 
+# "immediate" is a request only (send now, clear the schedule); a stored schedule is one of Campaign.ScheduleType.
+SCHEDULE_TYPES_IN = ["immediate", *Campaign.ScheduleType.values]
+
+
+@extend_schema_field({"type": "string", "enum": SCHEDULE_TYPES_IN})
+class ScheduleTypeInField(serializers.CharField):
+    """Text: campaigns.services.schedule_parse owns the rule and its message (docs/decisions/014)."""
+
+
+@extend_schema_field({"type": "string", "enum": Campaign.ScheduleType.values})
+class ScheduleTypeOutField(serializers.CharField):
+    pass
+
+
 def _object(value):
     if not isinstance(value, dict):
         raise serializers.ValidationError("Must be an object.")
@@ -51,11 +65,13 @@ class ScheduleInput(StrictInputSerializer):
     """The schedule body of docs/architecture.md#campaigns. `scheduled_at` is text on purpose: DRF's DateTimeField would
     attach the server's zone to a naive value, the very guess §5 forbids; campaigns.scheduling parses it."""
 
-    schedule_type = serializers.CharField(required=False)
+    schedule_type = ScheduleTypeInField(
+        required=False, help_text="Left out: scheduled if scheduled_at is given, recurring if recurring_config is."
+    )
     scheduled_at = serializers.CharField(required=False, allow_null=True)
     timezone = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    recurring_config = serializers.JSONField(required=False, allow_null=True)
-    send_time_optimization = serializers.JSONField(required=False, allow_null=True)
+    recurring_config = NullableObjectField(required=False, allow_null=True)
+    send_time_optimization = NullableObjectField(required=False, allow_null=True)
     recipient_local_time = serializers.BooleanField(required=False, default=False)
 
     def to_schedule_kwargs(self) -> dict:
@@ -86,7 +102,7 @@ class CampaignInput(StrictInputSerializer):
     html = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, validators=[reject_nul])
     text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, validators=[reject_nul])
     template = serializers.UUIDField(required=False, allow_null=True)
-    substitution_data = serializers.JSONField(required=False, validators=[_object])
+    substitution_data = ObjectField(required=False, validators=[_object])
     category = serializers.CharField(max_length=100, required=False, allow_blank=True, validators=[reject_nul])
     labels = serializers.ListField(child=serializers.UUIDField(), required=False)
     audience = AudienceInput(required=False)
@@ -127,11 +143,11 @@ class ProgressOutput(serializers.Serializer):
 
 
 class ScheduleOutput(serializers.Serializer):
-    schedule_type = serializers.CharField()
+    schedule_type = ScheduleTypeOutField()
     scheduled_at = serializers.DateTimeField(allow_null=True)
     timezone = serializers.CharField(allow_blank=True)
-    recurring_config = serializers.JSONField(allow_null=True)
-    send_time_optimization = serializers.JSONField(allow_null=True)
+    recurring_config = NullableObjectField(allow_null=True)
+    send_time_optimization = NullableObjectField(allow_null=True)
     recipient_local_time = serializers.BooleanField()
 
 
@@ -147,7 +163,7 @@ class CampaignOutput(serializers.Serializer):
     html = serializers.CharField()
     text = serializers.CharField()
     template = serializers.UUIDField(source="template_id", allow_null=True)
-    substitution_data = serializers.JSONField()
+    substitution_data = ObjectField()
     category = serializers.CharField()
     labels = serializers.SerializerMethodField()
     audience = serializers.JSONField()

@@ -1,4 +1,7 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from common.jsontree import strings
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -16,16 +19,20 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class ObjectField(serializers.JSONField):
+    """A JSON object (never null, never another JSON type), documented as one: a bare JSONField is documented
+    as any value, null included, which the validators behind it refuse."""
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
+class NullableObjectField(serializers.JSONField):
+    """A JSON object, or null; the service behind it checks the object's shape."""
+
+
 def reject_nul(value):
-    """PostgreSQL text and jsonb cannot hold U+0000; refuse it at the edge instead of failing on save."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Text may not contain NUL characters.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_nul(key)
-            reject_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            reject_nul(item)
+    """PostgreSQL text and jsonb cannot hold U+0000; refuse it at the edge instead of failing on save.
+    Walks nested values without recursion (common.jsontree)."""
+    if any("\x00" in text for _, text in strings(value)):
+        raise serializers.ValidationError("Text may not contain NUL characters.")
     return value

@@ -91,3 +91,63 @@ def test_schema_generates_without_warnings_and_validates(tmp_path):
     out = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
     assert out.stat().st_size > 0
+
+
+def _operations(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if method in {"get", "post", "put", "patch", "delete"}:
+                yield path, method, operation
+
+
+def _component(schema, ref_holder: dict) -> dict:
+    return schema["components"]["schemas"][ref_holder["$ref"].rsplit("/", 1)[1]]
+
+
+def test_only_the_csv_import_takes_multipart(schema):
+    for path, method, operation in _operations(schema):
+        media_types = set(operation.get("requestBody", {}).get("content", {}))
+        if path == "/api/v1/contacts/import":
+            assert media_types == {"multipart/form-data"}
+        else:
+            assert media_types <= {"application/json"}, f"{method.upper()} {path} takes {media_types}"
+
+
+def test_a_blank_verified_by_is_in_the_schema(schema):
+    verified_by = schema["components"]["schemas"]["SendingDomainOutput"]["properties"]["verified_by"]
+    enums = [_component(schema, option)["enum"] for option in verified_by["oneOf"]]
+    assert sorted(value for values in enums for value in values) == ["", "admin", "dns"]
+
+
+def test_campaign_runs_document_only_the_parameters_they_read(schema):
+    parameters = schema["paths"]["/api/v1/campaigns/{id}/runs"]["get"]["parameters"]
+    assert sorted(p["name"] for p in parameters) == ["id", "page", "page_size"]
+
+
+def test_schedule_type_is_an_enum(schema):
+    schedule_type = schema["components"]["schemas"]["ScheduleInputRequest"]["properties"]["schedule_type"]
+    assert _component(schema, schedule_type["allOf"][0])["enum"] == ["immediate", "scheduled", "recurring"]
+
+
+def test_strict_input_bodies_refuse_unknown_fields_in_the_schema(schema):
+    for name in ("LabelInputRequest", "ContactInputRequest", "CampaignInputRequest", "TransactionalInputRequest"):
+        assert schema["components"]["schemas"][name]["additionalProperties"] is False, name
+
+
+def test_contact_attributes_and_substitution_data_are_objects(schema):
+    components = schema["components"]["schemas"]
+    assert components["ContactInputRequest"]["properties"]["attributes"]["type"] == "object"
+    assert components["CampaignInputRequest"]["properties"]["substitution_data"]["type"] == "object"
+
+
+def test_every_operation_documents_the_answers_it_can_give(schema):
+    for path, method, operation in _operations(schema):
+        responses = operation["responses"]
+        label = f"{method.upper()} {path}"
+        assert "414" in responses, label
+        if any(p["in"] == "query" for p in operation.get("parameters", [])):
+            assert "400" in responses, label
+        if method == "get" and {"page", "page_size"} <= {p["name"] for p in operation.get("parameters", [])}:
+            assert "404" in responses, label  # a page past the last one
+        if "requestBody" in operation:
+            assert "415" in responses, label
