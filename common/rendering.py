@@ -5,19 +5,22 @@ Security model, in two layers:
 
 1. At save time `validate_template` rejects what no legitimate email template needs: private names
    (`{{ ''.__class__ }}`, `{{ self._TemplateReference__context }}`, `x['__globals__']`,
-   `x|attr('__init__')`), and `{% include %}`/`{% extends %}`/`{% import %}` (there is nothing to load).
-   The author gets a 400 naming the field and line.
+   `x|attr('__init__')`), `{% include %}`/`{% extends %}`/`{% import %}` (there is nothing to load), and
+   loops over literal ranges that would run more steps than a render may take
+   (`{% for i in range(100000) %}{% for j in range(100000) %}`). The author gets a 400 naming the field and
+   line.
 2. At render time the sandbox still stands on its own, for templates stored before a rule existed or
    names built at run time (`x|attr('_' ~ '_class__')`): an unsafe attribute is undefined and renders
    as empty text, and a blocked call or format string (SecurityError) renders the whole field as empty
-   text instead of raising, so a hostile template yields nothing rather than internals. Output size
-   and what `*` and `**` may build are capped, so the classic one-liners (`{{ 'x' * 10**10 }}`) cannot
-   exhaust a worker's memory. This is not a complete resource limit (a template can still loop for a
-   while); the Celery task time limit bounds the rest.
+   text instead of raising, so a hostile template yields nothing rather than internals.
 
-Other run-time failures (`{{ 1 / 0 }}`, adding a number to text) raise TemplateRenderError: that is a
-bug in the template the author must see (in a preview, or as the reason a delivery failed), not
-something to paper over with a blank message.
+Resource limits (docs/decisions/018) are the other half of the sandbox, in common.template_limits: no
+operation may build more than a rendered field may hold (`'{:>9999999999}'.format(1)`, `'a'.center(10**9)`,
+`replace` chains, `'x' * 10**10`, `9 ** 99 ** 99`, ...), and each field's render has a budget of steps, CPU
+time and characters built. Exceeding one raises TemplateRenderError, like any other run-time failure
+(`{{ 1 / 0 }}`, adding a number to text): that is a bug in the template the author must see (in a
+preview, or as the reason a delivery failed), not something to paper over with a blank message. Only
+escapes render empty: they must not tell the author anything; a limit tells nothing but the limit.
 
 Undefined names render as empty text (and chain: `{{ company.address.city }}` is empty when `company`
 is missing), as ESPs do for a merge tag a contact has no value for.
@@ -27,25 +30,25 @@ import logging
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE
 
-from common import errors
+from common import errors, template_limits
+from common.template_limits import (  # noqa: F401 - part of this module's interface
+    MAX_OUTPUT_CHARS,
+    MAX_POWER_BITS,
+    MAX_REPEAT_LENGTH,
+    TemplateBudgetExceeded,
+    TemplateRenderError,
+)
 
 logger = logging.getLogger(__name__)
 
-# A rendered field larger than this is refused (an email over a few MB is undeliverable anyway).
-MAX_OUTPUT_CHARS = 5_000_000
-# Longest string or list `*` may build, and the largest number `**` may build: `{{ 'x' * 10**10 }}` or
-# `{{ 9 ** 99 ** 99 }}` would otherwise take the worker's memory or CPU.
-MAX_REPEAT_LENGTH = 100_000
-MAX_POWER_BITS = 4096
 COMPILED_CACHE_SIZE = 512
-
-
-class TemplateRenderError(errors.ValidationError):
-    default_message = "The template could not be rendered."
+DEFAULT_BUDGET_SECONDS = 0.5
+DEFAULT_MAX_STEPS = 1_000_000
 
 
 class _Undefined(ChainableUndefined):
@@ -58,24 +61,8 @@ class _Undefined(ChainableUndefined):
         return self
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    # Immutable: templates cannot mutate the context's lists and dicts (`attributes.update(...)`).
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        powers = operator == "**" and isinstance(left, int) and isinstance(right, int)
-        if powers and right > 0 and left.bit_length() * right > MAX_POWER_BITS:
-            raise SecurityError(f"The power would be larger than {MAX_POWER_BITS} bits.")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                repeats = isinstance(seq, (str, list, tuple)) and isinstance(times, int)
-                if repeats and len(seq) * times > MAX_REPEAT_LENGTH:
-                    raise SecurityError(f"Repetition would build more than {MAX_REPEAT_LENGTH} items.")
-        return super().call_binop(context, operator, left, right)
-
-
-def _environment(*, autoescape: bool) -> _Environment:
-    env = _Environment(autoescape=autoescape, undefined=_Undefined, keep_trailing_newline=True)
+def _environment(*, autoescape: bool) -> template_limits.LimitedEnvironment:
+    env = template_limits.LimitedEnvironment(autoescape=autoescape, undefined=_Undefined, keep_trailing_newline=True)
     # Sending mail needs none of these; fewer globals, fewer surprises.
     for name in ("lipsum", "cycler", "joiner"):
         env.globals.pop(name, None)
@@ -94,6 +81,10 @@ def _compile(source: str, html: bool):
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 
 
+def _max_steps() -> int:
+    return int(getattr(settings, "TEMPLATE_RENDER_MAX_STEPS", DEFAULT_MAX_STEPS))
+
+
 def validate_template(source: str, *, field: str) -> None:
     """Raise ValidationError({field: ["Template syntax error on line N: ..."]}) if `source` is not a
     template we are willing to store. See the module docstring for what is refused and why."""
@@ -104,7 +95,7 @@ def validate_template(source: str, *, field: str) -> None:
         raise errors.ValidationError.for_field(
             field, f"Template syntax error on line {exc.lineno}: {exc.message}"
         ) from None
-    problem = _first_forbidden_node(tree)
+    problem = _first_forbidden_node(tree) or _first_runaway_loop([tree], max_steps=_max_steps())
     if problem is not None:
         lineno, message = problem
         raise errors.ValidationError.for_field(field, f"Template error on line {lineno}: {message}")
@@ -129,9 +120,49 @@ def _first_forbidden_node(tree: nodes.Template) -> tuple[int, str] | None:
     return None
 
 
+def _literal_range_length(node: nodes.Expr) -> int | None:
+    """len(range(...)) when `node` is a call of range() with literal integers, else None (unknown)."""
+    if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "range"):
+        return None
+    if node.kwargs or node.dyn_args or node.dyn_kwargs or not all(isinstance(a, nodes.Const) for a in node.args):
+        return None
+    values = [arg.value for arg in node.args]
+    if not all(type(value) is int for value in values):
+        return None
+    try:
+        return len(range(*values))
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_runaway_loop(found: list[nodes.Node], *, max_steps: int, outer: int = 1) -> tuple[int, str] | None:
+    """The first loop over literal ranges (nested in others) that would run more than `max_steps`
+    iterations, or a literal range the sandbox refuses anyway. Loops over data are not judged here (their
+    size is known only at render time, where the budget stops them)."""
+    for node in found:
+        if not isinstance(node, nodes.For):
+            problem = _first_runaway_loop(list(node.iter_child_nodes()), max_steps=max_steps, outer=outer)
+        else:
+            length = _literal_range_length(node.iter)
+            if length is not None and length > MAX_RANGE:
+                return node.lineno, f"range() may produce at most {MAX_RANGE} items; this one has {length}."
+            runs = outer * (1 if length is None else length)
+            if runs > max_steps:
+                return node.lineno, (
+                    f"these loops would run {runs} times; a template may take at most {max_steps} steps."
+                )
+            problem = _first_runaway_loop(node.body, max_steps=max_steps, outer=runs) or _first_runaway_loop(
+                [node.iter, *node.else_, *([node.test] if node.test else [])], max_steps=max_steps, outer=outer
+            )
+        if problem is not None:
+            return problem
+    return None
+
+
 def render(source: str, context: dict[str, Any], *, html: bool) -> str:
     """Render `source` with `context`; HTML-escape values when `html`. Raises TemplateRenderError for a
-    syntax error or a run-time error of the template; a sandbox violation renders as "" (see above)."""
+    syntax error, a run-time error of the template or a resource limit (TemplateBudgetExceeded when the
+    render ran out of steps, time or characters); a sandbox violation renders as "" (see above)."""
     if not source:
         return ""
     try:
@@ -140,12 +171,14 @@ def render(source: str, context: dict[str, Any], *, html: bool) -> str:
         raise TemplateRenderError(f"Template syntax error on line {exc.lineno}: {exc.message}") from None
     size = 0
     parts: list[str] = []
+    seconds = float(getattr(settings, "TEMPLATE_RENDER_BUDGET_SECONDS", DEFAULT_BUDGET_SECONDS))
     try:
-        for chunk in template.generate(context):
-            size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateRenderError(f"The rendered template is larger than {MAX_OUTPUT_CHARS} characters.")
-            parts.append(chunk)
+        with template_limits.Budget(seconds=seconds, max_steps=_max_steps()):
+            for chunk in template.generate(context):
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    raise TemplateRenderError(f"The rendered template is larger than {MAX_OUTPUT_CHARS} characters.")
+                parts.append(chunk)
     except SecurityError as exc:
         logger.warning("Template blocked by the sandbox, rendered as empty: %s", exc)
         return ""

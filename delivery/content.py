@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.rendering import render
+from common.rendering import TemplateRenderError, render
 from delivery import tracking
 
 
@@ -60,16 +60,25 @@ class RenderedParts:
 def render_parts(content: MessageContent, context: dict[str, Any]) -> RenderedParts:
     """Personalise the three parts for one recipient: the subject on one line (a line break or control
     character rendered into it cannot start a header, RFC 5322 §2.2), the preheader as hidden text at the
-    top of the html. Raises common.rendering.TemplateRenderError."""
-    subject = render(content.subject, context, html=False)
+    top of the html. Raises common.rendering.TemplateRenderError (or its TemplateBudgetExceeded) naming
+    the part, in its message ("html: ...") and as the field of its details."""
+    subject = _render_part("subject", content.subject, context, html=False)
     if not subject.isprintable():
         # Any control character a contact's data or substitution data brings in becomes a space.
         subject = " ".join("".join(" " if unicodedata.category(c)[0] == "C" else c for c in subject).split())
-    text = render(content.text, context, html=False)
-    body = render(content.html, context, html=True)
+    text = _render_part("text", content.text, context, html=False)
+    body = _render_part("html", content.html, context, html=True)
     if body and content.preheader:
-        body = tracking.add_preheader(body, render(content.preheader, context, html=True))
+        body = tracking.add_preheader(body, _render_part("preheader", content.preheader, context, html=True))
     return RenderedParts(subject=subject, html=body, text=text)
+
+
+def _render_part(field: str, source: str, context: dict[str, Any], *, html: bool) -> str:
+    try:
+        return render(source, context, html=html)
+    except TemplateRenderError as exc:
+        # Same class (the send path tells a spent budget from other errors), now naming the part.
+        raise type(exc)(f"{field}: {exc.message}", details={field: [exc.message]}) from None
 
 
 def add_tracking(body: str, *, opens: bool, clicks: bool, target: tracking.Target) -> str:

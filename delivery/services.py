@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from audience.models import Contact, Suppression, normalize_email
 from audience.services import contact_suppress
-from common.rendering import TemplateRenderError
+from common.rendering import TemplateBudgetExceeded, TemplateRenderError
 from delivery import selectors, sending, signals, tracking
 from delivery.mime import HeaderInjection
 from delivery.models import Delivery, Event
@@ -320,6 +320,9 @@ class _Batch:
     def _send_all(self, rows: list[Delivery]) -> None:
         contents = run_source().contents({row.run_id for row in rows})
         blueprints: dict = {}
+        # A run whose message ran out of its render budget (docs/decisions/018) would spend it again for each
+        # of its rows: the rest of them in this batch fail with the same reason, unrendered.
+        spent: dict = {}
         transport = Transport()
         try:
             transport.open()
@@ -331,6 +334,9 @@ class _Batch:
             for index, row in enumerate(rows):
                 if row.contact is not None:
                     row.contact.workspace = row.workspace  # contact_context reads it; same workspace
+                if row.run_id in spent:
+                    self._end(row, S.QUEUED, S.FAILED, error=spent[row.run_id])
+                    continue
                 try:
                     content = contents.get(row.run_id)
                     if content is None:
@@ -352,7 +358,9 @@ class _Batch:
                         contact=row.contact,
                     )
                 except TemplateRenderError as exc:
-                    self._end(row, S.QUEUED, S.FAILED, error=f"render: {exc.message} {exc.details or ''}".strip())
+                    if isinstance(exc, TemplateBudgetExceeded):
+                        spent[row.run_id] = f"render: {exc.message}"
+                    self._end(row, S.QUEUED, S.FAILED, error=f"render: {exc.message}")
                     continue
                 except HeaderInjection as exc:
                     self._end(row, S.QUEUED, S.FAILED, error=f"refused: {exc}")

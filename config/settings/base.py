@@ -261,6 +261,12 @@ TRANSACTIONAL_MAX_ATTEMPTS = int(os.environ.get("TRANSACTIONAL_MAX_ATTEMPTS", "8
 # Longer than a send task may run (CELERY_TASK_TIME_LIMIT).
 TRANSACTIONAL_SENDING_TIMEOUT_SECONDS = int(os.environ.get("TRANSACTIONAL_SENDING_TIMEOUT_SECONDS", "660"))
 
+# --- Templates (common.rendering, docs/decisions/018) ---------------------------------------------------
+# The budget of rendering one field (subject, html, text or preheader) for one recipient: CPU seconds, and
+# steps (loop iterations, calls, filters). Beyond either the field fails with "took too long to render".
+TEMPLATE_RENDER_BUDGET_SECONDS = float(os.environ.get("TEMPLATE_RENDER_BUDGET_SECONDS", "0.5"))
+TEMPLATE_RENDER_MAX_STEPS = int(os.environ.get("TEMPLATE_RENDER_MAX_STEPS", "1000000"))
+
 # --- API ----------------------------------------------------------------------------------------------
 # Largest request body the API accepts; beyond it a 413 PAYLOAD_TOO_LARGE envelope (docs/architecture.md#errors).
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(32 * 1024 * 1024)))

@@ -513,6 +513,31 @@ def test_preview_with_another_workspaces_contact_is_400(api, ready_campaign, oth
     assert "contact_id" in response.json()["error"]["details"]
 
 
+def test_preview_of_a_template_that_would_build_gigabytes_is_400_naming_the_field(api, ready_campaign):
+    # Stored before the limits existed (the factory skips the save-time checks), refused at render time.
+    ready_campaign.html = "<p>{{ 'a'.center(2000000000) }}</p>"
+    ready_campaign.save()
+    response = api.get(url(ready_campaign, "preview"))
+    refusal = "'center' would build 2000000000 characters; a template may build at most 5000000 at once."
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"code": "VALIDATION_ERROR", "message": f"html: {refusal}", "details": {"html": [refusal]}}
+    }
+
+
+def test_preview_of_a_template_that_runs_too_long_is_400_naming_the_field(api, ready_campaign, settings):
+    settings.TEMPLATE_RENDER_MAX_STEPS = 10_000
+    ready_campaign.subject = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    ready_campaign.save()
+    response = api.get(url(ready_campaign, "preview"))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"] == {
+        "subject": ["The template took too long to render: more than 10000 steps (loop iterations, calls and filters)."]
+    }
+
+
 def test_readiness_endpoint(api, workspace):
     campaign = CampaignFactory(workspace=workspace, subject="")
     assert api.get(url(campaign, "readiness")).json() == {

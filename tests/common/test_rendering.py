@@ -77,18 +77,55 @@ def test_context_dicts_cannot_be_mutated():
     assert attributes == {"plan": "free"}
 
 
-def test_huge_repetition_is_blocked():
-    assert render("{{ 'x' * 1000000000 }}", {}, html=False) == ""
+def test_huge_repetition_is_a_render_error():
+    # A resource limit, not an escape: the author sees why (docs/decisions/018), no blank field goes out.
+    with pytest.raises(TemplateRenderError, match="Repetition would build more than 100000 items"):
+        render("{{ 'x' * 1000000000 }}", {}, html=False)
 
 
-def test_huge_power_is_blocked():
-    assert render("{{ 9 ** 99 ** 99 }}", {}, html=False) == ""
+def test_huge_power_is_a_render_error():
+    with pytest.raises(TemplateRenderError, match="larger than 4096 bits"):
+        render("{{ 9 ** 99 ** 99 }}", {}, html=False)
 
 
 def test_include_is_refused_at_save_time():
     with pytest.raises(errors.ValidationError) as exc_info:
         validate_template("ok\n{% include 'other.html' %}", field="html")
     assert exc_info.value.details["html"][0].startswith("Template error on line 2:")
+
+
+def test_nested_loops_over_huge_literal_ranges_are_refused_at_save_time():
+    source = "ok\n{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}"
+    with pytest.raises(errors.ValidationError) as exc_info:
+        validate_template(source, field="html")
+    assert exc_info.value.details["html"] == [
+        "Template error on line 2: these loops would run 10000000000 times; a template may take at most 1000000 steps."
+    ]
+
+
+def test_a_literal_range_larger_than_the_sandbox_allows_is_refused_at_save_time():
+    with pytest.raises(errors.ValidationError) as exc_info:
+        validate_template("{% for i in range(200000) %}{{ i }}{% endfor %}", field="text")
+    assert "range() may produce at most 100000 items" in exc_info.value.details["text"][0]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(1000) %}{% for j in range(1000) %}{{ j }}{% endfor %}{% endfor %}",
+        "{% for i in range(100000) %}{% for item in items %}{{ item }}{% endfor %}{% endfor %}",
+        "{% for i in range(n) %}{% for j in range(n) %}{{ j }}{% endfor %}{% endfor %}",
+    ],
+)
+def test_loops_within_the_step_budget_or_over_data_are_accepted_at_save_time(source):
+    validate_template(source, field="html")
+
+
+def test_save_time_loop_check_follows_the_step_setting(settings):
+    settings.TEMPLATE_RENDER_MAX_STEPS = 100
+    with pytest.raises(errors.ValidationError) as exc_info:
+        validate_template("{% for i in range(10) %}{% for j in range(11) %}{% endfor %}{% endfor %}", field="html")
+    assert exc_info.value.details["html"][0].endswith("would run 110 times; a template may take at most 100 steps.")
 
 
 def test_syntax_error_names_field_and_line():

@@ -10,7 +10,7 @@ from django.utils import timezone
 from audience.models import Contact, Suppression
 from campaigns.models import Campaign, CampaignRun
 from campaigns.services import campaign_run_deliveries_final
-from delivery import tracking
+from delivery import content, tracking
 from delivery.models import Delivery
 from delivery.services import delivery_send_batch, retry_delay
 from delivery.tasks import send_batch
@@ -269,6 +269,46 @@ def test_template_error_fails_the_delivery_with_the_reason(make_deliveries, sink
     assert sink.messages == []
     assert delivery.status == "failed"
     assert delivery.error.startswith("render:") and "ZeroDivisionError" in delivery.error
+
+
+def test_template_over_a_size_limit_fails_only_the_delivery_it_was_rendered_for(make_deliveries, sink, campaign):
+    campaign.html = "<p>Hi {% if first_name == 'Eve' %}{{ 'a'.center(2000000000) }}{% endif %}{{ first_name }}</p>"
+    campaign.save()
+    [ann, eve, bob] = [make_deliveries(1, first_name=name)[0] for name in ("Ann", "Eve", "Bob")]
+    delivery_send_batch(delivery_ids=ids([ann, eve, bob]))
+    eve.refresh_from_db()
+    assert statuses([ann, eve, bob]) == ["sent", "failed", "sent"]
+    assert eve.error == (
+        "render: html: 'center' would build 2000000000 characters; a template may build at most 5000000 at once."
+    )
+    assert sorted(rcpt for m in sink.messages for rcpt in m.rcpt_tos) == sorted([ann.email, bob.email])
+
+
+def test_template_out_of_budget_fails_its_run_unrendered_and_the_rest_of_the_batch_goes(
+    make_deliveries, sink, campaign, settings, monkeypatch
+):
+    settings.TEMPLATE_RENDER_MAX_STEPS = 10_000
+    campaign.text = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    campaign.save()
+    hostile = make_deliveries(3)
+    other = DeliveryFactory(run__campaign__workspace=campaign.workspace)
+    renders = []
+    real_render = content.render
+
+    def counting_render(source, *args, **kwargs):  # a spy: it renders for real
+        renders.append(source)
+        return real_render(source, *args, **kwargs)
+
+    monkeypatch.setattr(content, "render", counting_render)
+    delivery_send_batch(delivery_ids=ids([*hostile, other]))
+    assert statuses([*hostile, other]) == ["failed", "failed", "failed", "sent"]
+    reason = (
+        "render: text: The template took too long to render: "
+        "more than 10000 steps (loop iterations, calls and filters)."
+    )
+    assert {Delivery.objects.get(pk=d.pk).error for d in hostile} == {reason}
+    assert renders.count(campaign.text) == 1  # not again for each recipient of the batch
+    assert [rcpt for m in sink.messages for rcpt in m.rcpt_tos] == [other.email]
 
 
 def test_unreachable_mail_server_requeues_without_counting_an_attempt(make_deliveries, settings):
