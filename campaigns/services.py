@@ -23,7 +23,7 @@ from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
 from delivery.content import has_body
 from delivery.models import Delivery, Event
-from delivery.services import deliveries_cancel, deliveries_requeue, delivery_events_reconcile, event_record
+from delivery.services import deliveries_cancel, deliveries_requeue, event_record
 from delivery.tasks import dispatch_due
 
 logger = logging.getLogger(__name__)
@@ -746,8 +746,6 @@ def campaign_run_deliveries_final(*, run_id: UUID | str, now: datetime | None = 
     )
     if not recounted:
         return False
-    run = CampaignRun.objects.only("id", "campaign_id").get(pk=run_id)
-    delivery_events_reconcile(run_id=run.pk, campaign_id=run.campaign_id)
     return campaign_run_finished(run_id=run_id, now=now)
 
 

@@ -12,11 +12,9 @@
   final or `queued` (never attempted, safe to send again once the lease runs out). docs/decisions/010.
 - Every write after the claim carries `WHERE lease_until = <this claim's lease>` (a fencing token):
   once a lease has expired and another worker has re-claimed a row, this call can no longer change it.
-- Events of the outcomes are buffered and written in one multi-row INSERT per DELIVERY_EVENT_FLUSH outcomes
-  (and at every pause, requeue and the end of the batch); a `deferred` one is written at once. Writing them
-  inside each mark statement halved the mark rate (docs/decisions/015). A worker killed with events in its
-  buffer leaves final outcomes without their event: `delivery_events_reconcile`, run when a run ends,
-  writes them from the rows (which keep status, time, message id and reason).
+- The events of the outcomes are written by the mark statement itself (a data-modifying CTE on PostgreSQL),
+  so an outcome and its event commit together: none is lost when a worker is killed, none doubled by
+  concurrent batches (docs/decisions/015 says what that costs).
 - The run's owner hears of progress once per batch (`deliveries_counted`) and of the end of a run when
   nothing is left queued or in flight (`run_deliveries_final`), through delivery.signals.
 
@@ -24,12 +22,11 @@ Tracking writes take a delivery id read from a signed token (delivery.tracking):
 authority there, there is no API key and so no workspace to scope by.
 """
 
-import json
 import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
@@ -61,8 +58,6 @@ DEFAULTS = {
     "DELIVERY_THROTTLE_MAX_WAIT_SECONDS": 2.0,
     # When the mail server cannot be reached at all, the batch is requeued this far ahead.
     "DELIVERY_CONNECT_RETRY_SECONDS": 60,
-    # Outcome events buffered before one multi-row INSERT.
-    "DELIVERY_EVENT_FLUSH": 100,
 }
 
 
@@ -211,8 +206,6 @@ class _Batch:
         # and a collision would still only let two calls share rows neither could double-mark (status guards).
         self.lease = self.now + timedelta(seconds=delivery_setting("DELIVERY_LEASE_SECONDS"))
         self.pending: list[_Outcome] = []
-        self.events: list[Event] = []
-        self.rows: dict[int, Delivery] = {}
         self.run_counts: dict = defaultdict(Counter)
 
     # --- claim and load -------------------------------------------------------------------------------
@@ -231,7 +224,6 @@ class _Batch:
             .select_related("workspace", "contact")
             .order_by("id")
         )
-        self.rows = {row.id: row for row in rows}
         relaxed = self._relax_commit_durability()
         try:
             sendable = self._skip_suppressed(rows)
@@ -239,7 +231,6 @@ class _Batch:
                 self._send_all(sendable)
         finally:
             self._flush()
-            self._flush_events()
             if relaxed:
                 with connection.cursor() as cursor:
                     cursor.execute("RESET synchronous_commit")
@@ -387,7 +378,6 @@ class _Batch:
             if wait > budget:
                 return wait
             self._flush()
-            self._flush_events()
             time.sleep(wait)
             budget -= wait
 
@@ -442,7 +432,6 @@ class _Batch:
         """Give claimed, never attempted rows back: queued, unleased, due again after `delay`. Not an
         event: nothing was attempted (a throttle wait or an unreachable server is ours, not the message's)."""
         self._flush()
-        self._flush_events()
         send_at = timezone.now() + timedelta(seconds=delay)
         ids = [row.id for row in rows]
         sql = f"""UPDATE {_TABLE} SET lease_until = NULL, enqueued_at = NULL, send_at = %s, error = %s
@@ -506,48 +495,20 @@ class _Batch:
         # so the lease stays a filter; the lease is never NULL here, so it means the same.
         lease_match = "lease_until IS NOT DISTINCT FROM %s" if _is_postgres() else "lease_until = %s"
         where = " OR ".join("(id = %s AND status = %s)" for _ in outcomes)
-        sql = (
-            f"UPDATE {_TABLE} SET {', '.join(sets)} WHERE id IN ({_placeholders(len(outcomes))}) "
-            f"AND ({where}) AND {lease_match} RETURNING id, status"
+        # The outcomes' events are written by the same statement (update_with_events): exact under SIGKILL and
+        # under concurrent batches of one run. A buffered variant was faster but raced the end-of-run
+        # reconciliation into duplicate events (docs/decisions/015).
+        rows = update_with_events(
+            set_sql=", ".join(sets),
+            set_params=params,
+            where_sql=f"id IN ({_placeholders(len(outcomes))}) AND ({where}) AND {lease_match}",
+            where_params=where_params,
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, *where_params])
-            changed = dict(cursor.fetchall())
+        changed = dict(rows)
         if len(changed) < len(outcomes):
             lost = [o.id for o in outcomes if o.id not in changed]
             logger.warning("Deliveries %s changed under this batch (lease lost?); left as they are", lost)
-        self._buffer_events([o for o in outcomes if changed.get(o.id) == o.status and o.status != S.SENDING])
         return changed
-
-    def _buffer_events(self, outcomes: list[_Outcome]) -> None:
-        now = timezone.now()
-        urgent = False
-        for o in outcomes:
-            row = self.rows[o.id]
-            data = {} if o.status == S.SENT else {"reason": o.error or ""}
-            if o.status == S.QUEUED:  # a 4xx: the row goes back to the queue, so only this event remembers it
-                data["retry_at"] = o.send_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                urgent = True
-            self.events.append(
-                Event(
-                    workspace_id=row.workspace_id,
-                    type=EVENT_OF_STATUS[o.status],
-                    occurred_at=o.sent_at or now,
-                    email=row.email,
-                    message_id=o.message_id or row.message_id,
-                    delivery_id=row.id,
-                    campaign_id=row.campaign_id,
-                    run_id=row.run_id,
-                    data=data,
-                )
-            )
-        if urgent or len(self.events) >= delivery_setting("DELIVERY_EVENT_FLUSH"):
-            self._flush_events()
-
-    def _flush_events(self) -> None:
-        if self.events:
-            events_write(events=self.events)
-            self.events = []
 
     def _report(self, run_ids: set) -> None:
         for run_id, counts in self.run_counts.items():
@@ -717,21 +678,6 @@ def events_record(*, events: list[Event]) -> None:
     Event.objects.bulk_create(events)
 
 
-_COPY_COLUMNS = ("workspace_id", "type", "occurred_at", "email", "message_id", "delivery_id", "campaign_id", "run_id")
-
-
-def events_write(*, events: list[Event]) -> None:
-    """The send path's bulk write: COPY on PostgreSQL (a fraction of an INSERT's parse and bind cost per row),
-    bulk_create elsewhere."""
-    if not _is_postgres():
-        Event.objects.bulk_create(events)
-        return
-    columns = ", ".join((*_COPY_COLUMNS, "data"))
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {_EVENT_TABLE} ({columns}) FROM STDIN") as copy:
-        for event in events:
-            copy.write_row([*(getattr(event, name) for name in _COPY_COLUMNS), json.dumps(event.data)])
-
-
 # --- tracking ---------------------------------------------------------------------------------------------
 
 
@@ -850,35 +796,3 @@ def tracking_unsubscribe(*, target: tracking.Target, user_agent: str) -> bool:
         ):
             _message_event(target, E.UNSUBSCRIBED, user_agent=user_agent)
     return True
-
-
-def delivery_events_reconcile(*, run_id: UUID, campaign_id: UUID) -> int:
-    """Write the outcome events a killed worker had buffered but not written (see the module docstring),
-    from the rows themselves. One count when nothing is missing (the usual case); otherwise one INSERT ...
-    SELECT of the final rows without their event. Returns how many it wrote."""
-    final = [S.SENT, S.BOUNCED, S.FAILED, S.UNCERTAIN, S.SKIPPED, S.CANCELLED]
-    rows = Delivery.objects.filter(run_id=run_id, status__in=final).count()
-    written = Event.objects.filter(
-        campaign_id=campaign_id,
-        run_id=run_id,
-        delivery_id__isnull=False,
-        type__in=[E.SENT, E.BOUNCED, E.FAILED, E.CANCELLED],
-    ).count()
-    if written >= rows:
-        return 0
-    select, params = _event_select(source=_TABLE, occurred_at=timezone.now())
-    placeholders = _placeholders(len(final))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select} AND run_id = %s AND status IN ({placeholders}) "
-            # Through the event table's campaign index: events carry no index of their own on delivery_id.
-            f"AND NOT EXISTS (SELECT 1 FROM {_EVENT_TABLE} e WHERE e.campaign_id = {_TABLE}.campaign_id "
-            f"AND e.run_id = {_TABLE}.run_id AND e.delivery_id = {_TABLE}.id "
-            f"AND e.type IN ('sent', 'bounced', 'failed', 'cancelled'))",
-            [*params, _run_param(run_id), *final],
-        )
-        inserted = cursor.rowcount
-    logger.warning(
-        "Run %s: %s outcome events were missing (a worker died with them unwritten); written", run_id, inserted
-    )
-    return inserted
