@@ -118,6 +118,7 @@ class ContactImportAdmin(admin.ModelAdmin):
         "workspace",
         "status",
         "total_rows",
+        "processed_rows",
         "created_count",
         "updated_count",
         "error_count",
@@ -127,10 +128,6 @@ class ContactImportAdmin(admin.ModelAdmin):
     list_filter = ["status", "workspace"]
     search_fields = ["filename"]
     list_select_related = ["workspace"]
-    exclude = ["payload"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).defer("payload")
 
     def has_add_permission(self, request):
         return False

@@ -3,6 +3,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone as dj_timezone
 
 from accounts.models import Workspace
 from common.jsontree import strings
@@ -141,8 +142,10 @@ class Suppression(models.Model):
 
 
 class ContactImport(models.Model):
-    """One CSV upload. The file is kept in the row (not on a disk the workers may not share) until the
-    import task has read it."""
+    """One CSV upload, imported in chunks by the `imports` worker (docs/decisions/019). The file is kept in
+    the database as ContactImportPart rows (not on a disk the workers may not share) until the import
+    ends. Each chunk commits together with the checkpoint (where the next chunk starts), so a worker that
+    dies or runs out of time costs at most the chunk it was on, and the reaper resumes from there."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -153,14 +156,28 @@ class ContactImport(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="contact_imports")
     filename = models.CharField(max_length=255, blank=True)
-    payload = models.BinaryField(null=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0, help_text="Rows read so far, imported or skipped.")
     created_count = models.PositiveIntegerField(default=0)
     updated_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="[{line, email, errors}] for skipped rows.")
     failure_reason = models.CharField(max_length=500, blank=True)
+    # The checkpoint: the header as parsed by the first chunk, and the byte offset and line number in the
+    # file where the next chunk starts.
+    header = models.JSONField(null=True, blank=True, editable=False)
+    checkpoint_offset = models.PositiveBigIntegerField(default=0, editable=False)
+    checkpoint_line = models.PositiveIntegerField(default=1, editable=False)
+    # The last sign of life (the upload, a committed chunk, or the reaper's re-enqueue): the reaper
+    # resumes an unfinished import whose progress_at is older than CONTACT_IMPORT_STALLED_SECONDS.
+    progress_at = models.DateTimeField(default=dj_timezone.now)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Re-enqueues by the reaper since the last committed chunk."
+    )
+    # The one task that may process the import; a duplicate or a superseded chain finds another id here
+    # and stops (docs/decisions/019). Null for the in-process management command.
+    task_id = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -170,3 +187,20 @@ class ContactImport(models.Model):
 
     def __str__(self) -> str:
         return f"import {self.filename or self.id} ({self.status})"
+
+
+class ContactImportPart(models.Model):
+    """A slice of an uploaded file, `start` bytes into it. The worker reads the file part by part from any
+    checkpoint, so a whole upload never sits in a process's memory."""
+
+    contact_import = models.ForeignKey(ContactImport, on_delete=models.CASCADE, related_name="parts")
+    start = models.PositiveBigIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact_import", "start"], name="uniq_import_part_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_import_id} from byte {self.start}"

@@ -33,7 +33,7 @@ def suppression_list(*, workspace: Workspace) -> QuerySet[Suppression]:
 
 
 def contact_import_list(*, workspace: Workspace) -> QuerySet[ContactImport]:
-    return ContactImport.objects.filter(workspace=workspace).defer("payload")
+    return ContactImport.objects.filter(workspace=workspace)
 
 
 def contact_import_get(*, workspace: Workspace, import_id: UUID) -> ContactImport:

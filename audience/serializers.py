@@ -170,6 +170,7 @@ class ContactImportOutput(serializers.ModelSerializer):
             "filename",
             "status",
             "total_rows",
+            "processed_rows",
             "created_count",
             "updated_count",
             "error_count",

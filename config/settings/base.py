@@ -154,7 +154,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "600"))
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "540"))
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES_NAMES = ("tx_high", "tx_low", "bulk", "default")
+CELERY_TASK_QUEUES_NAMES = ("tx_high", "tx_low", "bulk", "default", "imports")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False
@@ -190,6 +190,12 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "every_seconds": int(os.environ.get("IDEMPOTENCY_EXPIRE_EVERY_SECONDS", "600")),
         "queue": "default",
         "description": "Deletes Idempotency-Key records older than 24 hours (docs/decisions/023).",
+    },
+    "audience: reap imports": {
+        "task": "audience.tasks.reap_imports",
+        "every_seconds": int(os.environ.get("CONTACT_IMPORT_REAP_EVERY_SECONDS", "30")),
+        "queue": "default",
+        "description": "Resumes CSV imports whose worker died from their checkpoint; fails them after repeated stalls.",
     },
     "transactional: dispatch due": {
         "task": "transactional.tasks.dispatch_due",
@@ -289,6 +295,17 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 # A claim still in progress after this long belongs to a request that died (gunicorn kills a worker after
 # 30 s by default); the next request with the key takes it over instead of getting 409 for a day.
 IDEMPOTENCY_ABANDONED_AFTER = timedelta(seconds=int(os.environ.get("IDEMPOTENCY_ABANDONED_AFTER_SECONDS", "300")))
+# --- CSV imports (the `imports` queue and worker, docs/decisions/019) ------------------------------------
+# Rows per chunk; each chunk commits with the import's checkpoint, so a dead worker costs at most one.
+CONTACT_IMPORT_CHUNK_SIZE = int(os.environ.get("CONTACT_IMPORT_CHUNK_SIZE", "5000"))
+# A task processes chunks for this long (at most half the soft time limit), then enqueues the rest.
+CONTACT_IMPORT_TASK_SECONDS = int(os.environ.get("CONTACT_IMPORT_TASK_SECONDS", "20"))
+# An unfinished import without progress for this long lost its worker or task and is enqueued again from its
+# checkpoint. Longer than an import may wait in the imports queue behind others (CONTACT_IMPORT_TASK_SECONDS
+# for each import ahead of it, over the imports worker's concurrency); a false alarm costs a superseded task.
+CONTACT_IMPORT_STALLED_SECONDS = int(os.environ.get("CONTACT_IMPORT_STALLED_SECONDS", "120"))
+# Re-enqueues without a chunk committed in between before the import is failed with the reason.
+CONTACT_IMPORT_MAX_ATTEMPTS = int(os.environ.get("CONTACT_IMPORT_MAX_ATTEMPTS", "3"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
@@ -358,7 +375,6 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-CONTACT_IMPORT_CHUNK_SIZE = 1000
 # How long a campaign state change waits for another one on the same campaign before answering 409
 # CAMPAIGN_TRANSITION_IN_PROGRESS: long enough that quick requests serialize, short enough to answer promptly.
 CAMPAIGN_LOCK_TIMEOUT_MS = int(os.environ.get("CAMPAIGN_LOCK_TIMEOUT_MS", "2000"))

@@ -107,3 +107,32 @@ def test_the_walker_sees_a_function_level_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import os\n\ndef f():\n    from campaigns.models import Campaign\n")
     assert _imports(module) == [("campaigns", 4, "f")]
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Full names of the project modules a file imports, anywhere in it (`from a.b import c` counts a.b and,
+    when it is a module, a.b.c)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] in LAYER}
+
+
+def test_a_tasks_module_is_not_imported_back_by_what_it_imports():
+    # A task module calls its services; a service that enqueues states the task's name (send_task) instead
+    # of importing the task module, which would be a cycle, hidden or not by a function-level import.
+    cycles = []
+    for app in LAYER:
+        tasks = ROOT / app / "tasks.py"
+        if not tasks.exists():
+            continue
+        for module in sorted(_imported_modules(tasks)):
+            path = ROOT / (module.replace(".", "/") + ".py")
+            if path.exists() and f"{app}.tasks" in _imported_modules(path):
+                cycles.append(f"{app}.tasks -> {module} -> {app}.tasks")
+    assert cycles == []

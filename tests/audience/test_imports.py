@@ -13,6 +13,7 @@ from audience.services import contact_import_create
 from audience.tasks import contact_import_process
 from common import errors
 from common.validators import SINGLE_LINE_MESSAGE
+from tests import queues
 from tests.factories import ContactFactory, LabelFactory
 
 GOOD_AND_BAD = (
@@ -173,15 +174,19 @@ def _upload(api, content: bytes, name: str = "contacts.csv"):
     return api.post("/api/v1/contacts/import", {"file": upload}, format="multipart")
 
 
-def test_upload_answers_202_and_enqueues_the_task(
-    api, workspace, settings, django_capture_on_commit_callbacks
+def test_upload_answers_202_and_enqueues_the_task_on_the_imports_queue(
+    api, workspace, django_capture_on_commit_callbacks
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = _upload(api, GOOD_AND_BAD.encode())
     assert response.status_code == 202, response.content
     assert response.json()["status"] == "pending"
     assert len(callbacks) == 1
+    [task] = queues.queued("imports")
+    assert (task.name, task.args) == ("audience.tasks.contact_import_process", [response.json()["id"]])
+    assert queues.queued("default") == []
+
+    queues.run_queued("imports")
     status = api.get(f"/api/v1/contacts/imports/{response.json()['id']}").json()
     assert status["status"] == "completed"
     assert (status["created_count"], status["error_count"]) == (3, 3)

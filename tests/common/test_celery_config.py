@@ -1,9 +1,15 @@
 """The Celery settings the engine's guarantees rest on, read back from the loaded app."""
 
+from pathlib import Path
+
+import pytest
 from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
+from audience import tasks as audience_tasks
 from config.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_only_json_is_accepted_and_produced():
@@ -18,9 +24,28 @@ def test_late_acks_and_reject_on_worker_lost_are_on():
     assert app.conf.worker_prefetch_multiplier == 1
 
 
-def test_the_four_queues_are_declared():
-    assert {q.name for q in app.conf.task_queues} == {"tx_high", "tx_low", "bulk", "default"}
+def test_the_five_queues_are_declared():
+    assert {q.name for q in app.conf.task_queues} == {"tx_high", "tx_low", "bulk", "default", "imports"}
     assert app.conf.task_default_queue == "default"
+
+
+def test_the_import_task_is_bound_to_the_imports_queue():
+    # So that even a plain .delay() keeps an import off the clock's queue (docs/decisions/019).
+    assert audience_tasks.contact_import_process.queue == "imports"
+    assert audience_tasks.reap_imports.queue == "default"
+
+
+@pytest.mark.parametrize("procfile", ["Procfile", "Procfile.dev"])
+def test_imports_have_a_worker_of_their_own_in_the_procfile(procfile):
+    queues_of = {}
+    for line in (ROOT / procfile).read_text().splitlines():
+        name, _, command = line.partition(":")
+        words = command.split()
+        if "worker" in words and "-Q" in words:
+            queues_of[name] = set(words[words.index("-Q") + 1].split(","))
+    assert queues_of["imports"] == {"imports"}
+    assert [name for name, queues in queues_of.items() if "default" in queues] == ["worker"]
+    assert "imports" not in queues_of["worker"]
 
 
 def test_time_limits_are_set():

@@ -39,7 +39,11 @@ ENGINE_ENV = {
     "DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS": "6",
     "DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS": "5",
     "DELIVERY_BULK_QUEUE_MAX_BATCHES": "10",
+    "CONTACT_IMPORT_STALLED_SECONDS": "5",
 }
+# The imports worker keeps a time limit of the production kind: the short ones above exist to recover killed
+# send batches quickly, and an import task works for min(CONTACT_IMPORT_TASK_SECONDS, soft limit / 2).
+IMPORTS_ENV = {"CELERY_TASK_SOFT_TIME_LIMIT": "60", "CELERY_TASK_TIME_LIMIT": "70"}
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str, every: float = 0.2):
@@ -61,14 +65,21 @@ def free_port() -> int:
 
 
 class SlowSinkHandler(SinkHandler):
-    """A mail server that takes `delay` seconds per message, so a test can act while a send is running."""
+    """A mail server that takes `delay` seconds per message, so a test can act while a send is running. It
+    notes the time (time.time()) each message arrived."""
 
     delay: float = 0.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.arrived_at: list[float] = []
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
+        answer = await super().handle_DATA(server, session, envelope)
+        self.arrived_at.append(time.time())
+        return answer
 
 
 @pytest.fixture
@@ -165,10 +176,18 @@ class Engine:
             "--loglevel",
             "INFO",
         ]
+        self.tag = tag
         self.default = Process(
             "default", ["worker", "-Q", "default", "-n", f"default-{tag}@%h", *common], self.env
         )
         self.bulk = Process("bulk", ["worker", "-Q", "bulk", "-n", f"bulk-{tag}@%h", *common], self.env)
+        # Started only by the tests that need them (start(imports=True, transactional=True)).
+        self.imports = Process(
+            "imports", ["worker", "-Q", "imports", "-n", f"imports-{tag}@%h", *common], {**self.env, **IMPORTS_ENV}
+        )
+        self.transactional = Process(
+            "transactional", ["worker", "-Q", "tx_high,tx_low", "-n", f"tx-{tag}@%h", *common], self.env
+        )
         self.beat = Process(
             "beat",
             [
@@ -182,16 +201,35 @@ class Engine:
             self.env,
         )
 
-    def start(self, *, beat: bool = True) -> "Engine":
+    def start(
+        self, *, beat: bool = True, bulk: bool = True, imports: bool = False, transactional: bool = False
+    ) -> "Engine":
         self.default.start()
-        self.bulk.start()
+        for process, wanted in ((self.bulk, bulk), (self.imports, imports), (self.transactional, transactional)):
+            if wanted:
+                process.start()
         if beat:
             self.beat.start()
         return self
 
     def stop(self) -> None:
-        for process in (self.beat, self.bulk, self.default):
+        for process in (self.beat, self.transactional, self.imports, self.bulk, self.default):
             process.stop()
+
+    def wait_until_ready(self, *names: str, timeout: float = 60) -> None:
+        """Until each named worker ("default", "imports", ...) answers a ping: a test whose clock starts
+        before the workers are up would measure their start-up."""
+        from config.celery import app
+
+        prefix = {"transactional": "tx"}
+        for name in names:
+            node = f"{prefix.get(name, name)}-{self.tag}@{socket.gethostname()}"
+            wait_for(
+                lambda n=node: app.control.ping(destination=[n], timeout=0.5),
+                timeout=timeout,
+                what=f"the {name} worker to start",
+                every=0.5,
+            )
 
 
 def register_fast_periodic_tasks(settings) -> None:
@@ -202,6 +240,7 @@ def register_fast_periodic_tasks(settings) -> None:
     tasks = {name: dict(spec) for name, spec in settings.SYSTEM_PERIODIC_TASKS.items()}
     tasks["delivery: dispatch due"]["every_seconds"] = int(ENGINE_ENV["DELIVERY_DISPATCH_EVERY_SECONDS"])
     tasks["delivery: reap leases"]["every_seconds"] = int(ENGINE_ENV["DELIVERY_REAP_EVERY_SECONDS"])
+    tasks["audience: reap imports"]["every_seconds"] = 1
     settings.SYSTEM_PERIODIC_TASKS = tasks
     register_system_periodic_tasks()
 
