@@ -1,8 +1,11 @@
 """The dispatcher tick and the lease reaper (delivery.engine), on real PostgreSQL and Redis.
 Time is set with time-machine or passed in; nothing here sleeps."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import services as campaign_services
@@ -13,6 +16,7 @@ from tests.factories import (
     CampaignRunFactory,
     DeliveryFactory,
 )
+from tests.threads import in_background
 
 T0 = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 
@@ -161,3 +165,31 @@ def test_the_in_flight_delivery_of_a_stopped_run_ends_uncertain_rather_than_retr
     assert engine.reap_leases(now=now).uncertain == 1
     row.refresh_from_db()
     assert (row.status, row.possible_duplicate) == ("uncertain", True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_skips_a_row_locked_elsewhere_and_enqueues_the_others(workspace):
+    run = CampaignRunFactory(campaign__workspace=workspace)
+    now = timezone.now()
+    locked, *others = [DeliveryFactory(run=run, send_at=now - timedelta(seconds=1)) for _ in range(3)]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_row_lock():
+        with transaction.atomic():
+            Delivery.objects.select_for_update().get(pk=locked.pk)
+            holding.set()
+            assert release.wait(timeout=20), "the test never released the row"
+
+    with in_background(hold_row_lock, stop=release.set):
+        assert holding.wait(timeout=20), "the other connection did not lock the row"
+        with connection.cursor() as cursor:
+            # A claim that waited for the lock would fail here instead of hanging the tick.
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            result = engine.dispatch_due(now=now)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+
+    assert sorted(i for ids, _ in result.batches for i in ids) == sorted(d.id for d in others)
+    assert Delivery.objects.get(pk=locked.pk).enqueued_at is None
