@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from common.db import try_advisory_xact_lock
 from delivery.models import Delivery
-from delivery.services import delivery_run_check_final, update_with_events
+from delivery.services import deliveries_settle_dead_claims, delivery_run_check_final, update_with_events
 from delivery.sources import run_source
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,7 @@ def remember(key: str, seconds: int) -> bool:
 @dataclass
 class ReapResult:
     requeued: int = 0  # claimed, never attempted: back to the queue
+    settled_sent: int = 0  # marked `sending` by a dead batch that had handed them over: sent
     retried: int = 0  # in flight when the worker died: queued again, flagged possible_duplicate
     uncertain: int = 0  # in flight when the worker died: ended `uncertain`, flagged
     runs_closed: list = field(default_factory=list)
@@ -220,7 +221,11 @@ def reap_leases(*, now: datetime | None = None) -> ReapResult:
     """
     now = now or timezone.now()
     result = ReapResult()
-    result.requeued = Delivery.objects.filter(status=S.QUEUED, lease_until__lt=now).update(
+    # First what the dead batches' progress rows tell: which of their `sending` rows went out and which
+    # were never attempted. Left `sending` after it: the one in flight per dead batch.
+    settled = deliveries_settle_dead_claims(now=now)
+    result.settled_sent = settled.sent
+    result.requeued = settled.requeued + Delivery.objects.filter(status=S.QUEUED, lease_until__lt=now).update(
         lease_until=None, enqueued_at=None
     )
     expired = "status = %s AND lease_until < %s"
@@ -248,16 +253,19 @@ def reap_leases(*, now: datetime | None = None) -> ReapResult:
             flags=("possible_duplicate",),
         )
         result.retried = len(retried)
-    if result.requeued or result.retried or result.uncertain:
+    if result.requeued or result.retried or result.uncertain or result.settled_sent:
         logger.warning(
-            "Reaper: %s claimed deliveries requeued, %s in-flight retried, %s in-flight uncertain",
+            "Reaper: %s handed over by dead batches marked sent, %s claimed deliveries requeued, %s in-flight "
+            "retried, %s in-flight uncertain",
+            result.settled_sent,
             result.requeued,
             result.retried,
             result.uncertain,
         )
+    runs = set(settled.run_ids)
     if ended:
-        runs = Delivery.objects.filter(pk__in=[pk for pk, _ in ended]).values_list("run_id", flat=True)
-        for run_id in runs.distinct():
-            if delivery_run_check_final(run_id=run_id):
-                result.runs_closed.append(run_id)
+        runs.update(Delivery.objects.filter(pk__in=[pk for pk, _ in ended]).values_list("run_id", flat=True))
+    for run_id in runs:
+        if delivery_run_check_final(run_id=run_id):
+            result.runs_closed.append(run_id)
     return result

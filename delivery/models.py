@@ -149,3 +149,23 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.email} @ {self.occurred_at:%Y-%m-%d %H:%M:%S}Z"
+
+
+class SendProgress(models.Model):
+    """How far one live send batch has got: one small row per claim, moved before every hand-off.
+
+    A batch marks its deliveries `sending` a chunk at a time (delivery.services), so after a crash the
+    rows alone cannot say which of a chunk went out. This row can: `position` is the delivery being handed
+    to the mail server, so the claim's `sending` rows below it were accepted, the one at it is in flight and
+    those above it were never attempted (the reaper, delivery.engine, settles them that way). It is keyed by
+    the claim's lease, the fencing token of every write of the batch: the reaper deletes it when it takes a
+    dead claim's rows, and a batch that finds its row gone stops. No column of it is indexed but the lease,
+    which the per-message update never changes, so that update is a HOT update of one narrow row.
+    """
+
+    lease_until = models.DateTimeField(unique=True)
+    position = models.BigIntegerField(null=True)
+    moved_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"batch until {self.lease_until:%H:%M:%S} at delivery {self.position}"

@@ -11,10 +11,11 @@ from django.utils import timezone
 from campaigns import services as campaign_services
 from campaigns.models import CampaignRun
 from delivery import engine
-from delivery.models import Delivery
+from delivery.models import Delivery, Event, SendProgress
 from tests.factories import (
     CampaignRunFactory,
     DeliveryFactory,
+    SendProgressFactory,
 )
 from tests.threads import in_background
 
@@ -193,3 +194,59 @@ def test_a_tick_skips_a_row_locked_elsewhere_and_enqueues_the_others(workspace):
 
     assert sorted(i for ids, _ in result.batches for i in ids) == sorted(d.id for d in others)
     assert Delivery.objects.get(pk=locked.pk).enqueued_at is None
+
+
+@pytest.mark.parametrize("policy", ["retry", "uncertain"])
+def test_a_dead_batchs_progress_row_settles_its_sending_rows(workspace, settings, policy):
+    """A worker killed while handing over the third of a chunk of five marked `sending`."""
+    settings.DELIVERY_LEASE_EXPIRED_POLICY = policy
+    run = CampaignRunFactory(campaign__workspace=workspace)
+    now = timezone.now()
+    lease = now - timedelta(seconds=1)
+    rows = [
+        DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=lease, attempts=1, message_id=f"<m{i}@x>")
+        for i in range(5)
+    ]
+    SendProgressFactory(lease_until=lease, position=rows[2].id, moved_at=lease - timedelta(seconds=5))
+
+    result = engine.reap_leases(now=now)
+
+    by_id = Delivery.objects.in_bulk([r.id for r in rows])
+    after = [by_id[r.id] for r in rows]
+    in_flight = "queued" if policy == "retry" else "uncertain"
+    assert [d.status for d in after] == ["sent", "sent", in_flight, "queued", "queued"]
+    assert [d.possible_duplicate for d in after] == [False, False, True, False, False]
+    assert [(d.attempts, d.message_id, d.lease_until) for d in after[3:]] == [(0, "", None)] * 2
+    assert after[0].sent_at == lease - timedelta(seconds=5)
+    assert (result.settled_sent, result.requeued) == (2, 2)
+    sent = Event.objects.filter(type="sent").values_list("delivery_id", "message_id")
+    assert sorted(sent) == [(rows[0].id, "<m0@x>"), (rows[1].id, "<m1@x>")]
+    assert not SendProgress.objects.exists()
+
+
+def test_a_dead_batch_that_had_marked_but_not_started_its_chunk_gives_every_row_back(workspace):
+    run = CampaignRunFactory(campaign__workspace=workspace)
+    now = timezone.now()
+    lease = now - timedelta(seconds=1)
+    rows = [DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=lease, attempts=1) for _ in range(3)]
+    SendProgressFactory(lease_until=lease, position=None)
+
+    result = engine.reap_leases(now=now)
+
+    assert (result.requeued, result.retried, result.uncertain) == (3, 0, 0)
+    assert set(Delivery.objects.filter(pk__in=[r.id for r in rows]).values_list("status", "possible_duplicate")) == {
+        ("queued", False)
+    }
+    assert not Event.objects.exists()
+
+
+def test_a_live_batchs_progress_row_is_left_alone(workspace):
+    run = CampaignRunFactory(campaign__workspace=workspace)
+    lease = timezone.now() + timedelta(seconds=30)
+    row = DeliveryFactory(run=run, status=Delivery.Status.SENDING, lease_until=lease)
+    SendProgressFactory(lease_until=lease, position=row.id + 1)
+
+    engine.reap_leases()
+
+    assert Delivery.objects.get(pk=row.pk).status == "sending"
+    assert SendProgress.objects.filter(lease_until=lease).exists()

@@ -15,8 +15,8 @@ from django.utils import timezone
 from audience.models import Contact, Suppression
 from campaigns.models import Campaign, CampaignRun
 from campaigns.services import campaign_run_deliveries_final
-from delivery import content, tracking
-from delivery.models import Delivery, Event
+from delivery import content, engine, tracking
+from delivery.models import Delivery, Event, SendProgress
 from delivery.services import delivery_send_batch, retry_delay
 from delivery.tasks import send_batch
 from tests.factories import DeliveryFactory, SuppressionFactory, TemplateFactory
@@ -349,8 +349,44 @@ def test_killed_worker_leaves_only_the_in_flight_message_sending(make_deliveries
     deliveries = make_deliveries(5)
     with pytest.raises(SystemExit):
         delivery_send_batch(delivery_ids=ids(deliveries))
-    assert statuses(deliveries) == ["sent", "sent", "sending", "queued", "queued"]
-    assert all(d.lease_until for d in Delivery.objects.filter(pk__in=ids(deliveries[2:])))
+    # The outcomes were flushed on the way out; the chunk's untouched rows are still `sending`, and the
+    # batch's progress row says the third is the one that was in flight.
+    assert statuses(deliveries) == ["sent", "sent", "sending", "sending", "sending"]
+    assert SendProgress.objects.get().position == deliveries[2].id
+
+
+class TwentySecondsPerMessage(LocmemBackend):
+    """Each hand-off takes 20 s (of travelled time), and the reaper runs as beat would, before each one."""
+
+    travel = None
+    leases: list = []
+    reaped: list = []
+
+    def send_messages(self, messages):
+        email = parseaddr(messages[0].to[0])[1]
+        self.leases.append(Delivery.objects.get(email=email).lease_until)
+        self.reaped.append(engine.reap_leases())
+        self.travel.shift(timedelta(seconds=20))
+        return super().send_messages(messages)
+
+
+def test_a_live_batch_renews_its_lease_as_it_goes_so_the_reaper_leaves_it_alone(make_deliveries, settings):
+    settings.EMAIL_BACKEND = "tests.delivery.test_send_batch.TwentySecondsPerMessage"
+    settings.DELIVERY_LEASE_SECONDS = 30
+    settings.DELIVERY_MARK_EVERY = 2
+    deliveries = make_deliveries(6)  # 120 s of sending on a 30 s lease
+    TwentySecondsPerMessage.leases, TwentySecondsPerMessage.reaped = [], []
+    with time_machine.travel(timezone.now(), tick=False) as travel:
+        TwentySecondsPerMessage.travel = travel
+        result = delivery_send_batch(delivery_ids=ids(deliveries))
+
+    assert result.sent == 6 and len(mail.outbox) == 6
+    assert statuses(deliveries) == ["sent"] * 6
+    leases = TwentySecondsPerMessage.leases
+    assert len(set(leases)) == 6 and leases == sorted(leases)  # renewed before every message here
+    assert all(
+        (r.settled_sent, r.requeued, r.retried, r.uncertain) == (0, 0, 0, 0) for r in TwentySecondsPerMessage.reaped
+    )
 
 
 def test_rows_left_claimed_by_a_dead_batch_are_sent_after_the_lease(make_deliveries, sink):
@@ -473,6 +509,7 @@ def rows_of_other_claims(delivery_ids, lease) -> dict:
 def test_a_batch_whose_lease_expired_and_was_reclaimed_sends_and_marks_nothing_more(make_deliveries, settings):
     settings.EMAIL_BACKEND = "tests.delivery.test_send_batch.LeaseExpiresOnSecondMessage"
     settings.DELIVERY_LEASE_SECONDS = 60
+    settings.DELIVERY_MARK_EVERY = 2  # the second batch can claim only rows the first has not marked yet
     deliveries = make_deliveries(8)
     state = LeaseExpiresOnSecondMessage.fencing = {
         "ids": ids(deliveries),
