@@ -211,9 +211,11 @@ class ReapResult:
 def reap_leases(*, now: datetime | None = None) -> ReapResult:
     """Give back what dead workers held.
 
-    A claim whose lease ran out belonged to a worker that died (a live one finishes well inside its
-    lease). Its never-attempted rows (`queued`) are simply due again. Its in-flight row (`sending`, at
-    most one per batch) may or may not have reached the mail server; DELIVERY_LEASE_EXPIRED_POLICY
+    A claim whose lease ran out belonged to a worker that died (a live one renews its lease as it goes).
+    Its `sending` rows are first settled from its progress row (delivery.services.
+    deliveries_settle_dead_claims): those it had handed over are sent, those it had not are queued again.
+    Its never-attempted rows (`queued`) are simply due again. Its in-flight row (the one `sending` row
+    left, at most one per batch) may or may not have reached the mail server; DELIVERY_LEASE_EXPIRED_POLICY
     decides: "retry" queues it again flagged possible_duplicate (a `deferred` event), "uncertain" ends it
     flagged, unsent by us (a `failed` event). Neither resends a whole batch, and nothing is dropped
     silently. The reset clears the lease, so the dead claim's fencing token no longer matches anything.

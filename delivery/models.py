@@ -14,11 +14,11 @@ class Delivery(models.Model):
     Claiming (delivery.services.delivery_send_batch) does not change the status: a claimed row stays
     `queued` with `lease_until` set to the claiming call's lease. That value doubles as the claim's fencing
     token: every later write of the batch says `WHERE lease_until = <its lease>`, so once a lease has
-    expired and another call has re-claimed the row, the first call can no longer touch it. A row is
-    `sending` only for the one message a worker is handing to the mail server right now; so after a
-    crash, `queued` rows with an expired lease were never attempted (safe to send again) and `sending`
-    rows with an expired lease are the in-flight ones (at most one per killed batch), for the reaper to
-    flag `uncertain` or retry by policy.
+    expired and another call has re-claimed the row, the first call can no longer touch it. Rows go
+    `sending` a chunk at a time, and the batch's SendProgress row says which of them is on the wire; so
+    after a crash, `queued` rows with an expired lease were never attempted (safe to send again) and the
+    `sending` ones are settled by the reaper from that progress row (below it sent, at it in flight and
+    retried or flagged `uncertain` by policy, above it never attempted).
     """
 
     class Status(models.TextChoices):

@@ -6,12 +6,14 @@
 - Claim: one conditional UPDATE takes only rows that are `queued`, due (within a small tolerance, for an
   ETA task that starts a moment early), not leased by a live claim, and whose run may send (the run's
   owner answers that, see delivery.sources). A redelivered or duplicated task finds nothing to claim.
-- Mark: one SQL statement per message writes the previous message's outcome (and its event) and moves
-  the next one to `sending`, right before it is handed to the mail server. A worker killed mid-batch
-  therefore leaves exactly one row `sending` (the in-flight message, for the reaper) and the rest either
-  final or `queued` (never attempted, safe to send again once the lease runs out). docs/decisions/010.
+- Mark: a chunk of DELIVERY_MARK_EVERY rows goes to `sending` in one statement (which also writes the
+  previous chunk's outcomes), and before each hand-off the batch's one-row progress record (SendProgress)
+  moves to that delivery. A worker killed mid-batch therefore leaves exactly one row in doubt (the one at
+  the progress position, for the reaper's policy); the chunk's rows below it were accepted and are settled
+  `sent`, those above it and the later chunks' `queued` rows were never attempted. docs/decisions/010, 100.
 - Every write after the claim carries `WHERE lease_until = <this claim's lease>` (a fencing token):
-  once a lease has expired and another worker has re-claimed a row, this call can no longer change it.
+  once a lease has expired and another worker has re-claimed a row, this call can no longer change it. A
+  live batch renews the lease (rows and progress record together) once half of it is gone.
 - The events of the outcomes are written by the mark statement itself (a data-modifying CTE on PostgreSQL),
   so an outcome and its event commit together: none is lost when a worker is killed, none doubled by
   concurrent batches (docs/decisions/015 says what that costs).
