@@ -7,6 +7,12 @@ not eat the cores the server needs). Endpoints:
 - GET /api/v1/campaigns: the first page (50) of a workspace's campaigns.
 - POST /api/v1/transactional?priority=high: one message, accepted and enqueued (no worker sends it here).
 
+Two baseline rows come first, measured in the same run, so each endpoint reads as a share of the
+framework's ceiling on this server: Django's bare `GET /healthz` (no database, no DRF) and an authenticated
+empty list (`GET /api/v1/labels?page_size=1` of a workspace without labels: authentication, rate limit,
+DRF, pagination and middleware, and no work). `--worker-class gthread --web-threads N` measures gunicorn's
+threaded workers instead of the Procfile's sync ones.
+
 The API key's rate limit is raised for the run (API_RATE_LIMIT), or wrk would mostly measure 429s.
 Run: bench/run api [--duration 15] [--connections 50] [--contacts 10000]
 """
@@ -50,6 +56,9 @@ done = function(summary, latency, requests)
     latency:percentile(99), latency.max, latency.mean))
 end
 """
+
+
+HEALTHZ = "GET /healthz (Django, baseline)"
 
 
 def lua_script(*, method: str, paths: list[str], body: str | None, key: str) -> str:
@@ -142,6 +151,9 @@ def main(argv=None) -> dict:
         "--contacts", type=int, default=10_000, help="audience size of the scheduled campaigns"
     )
     parser.add_argument("--campaigns", type=int, default=500)
+    parser.add_argument("--worker-class", default=os.environ.get("WEB_WORKER_CLASS", "sync"), help="sync or gthread")
+    parser.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
+    parser.add_argument("--only", default="", help="comma-separated endpoint names' first words to keep")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: bench/run api installs it (apt-get install wrk)")
@@ -171,6 +183,10 @@ def main(argv=None) -> dict:
     )
     ids = [str(pk) for pk in Campaign.objects.filter(workspace=workspace).values_list("id", flat=True)]
     _, key = api_key_create(workspace=workspace, name="bench")
+    from accounts.models import Workspace
+
+    empty, _ = Workspace.objects.get_or_create(name="api bench, no labels")
+    _, empty_key = api_key_create(workspace=empty, name="bench")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = product_env(email_url="smtp://127.0.0.1:9", API_RATE_LIMIT="100000000/min")
@@ -183,6 +199,10 @@ def main(argv=None) -> dict:
             f"127.0.0.1:{port}",
             "--workers",
             str(args.web_workers),
+            "--worker-class",
+            args.worker_class,
+            "--threads",
+            str(args.web_threads),
             "--log-level",
             "warning",
         ],
@@ -194,13 +214,16 @@ def main(argv=None) -> dict:
 
     at = (timezone.now() + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     endpoints = [
+        (HEALTHZ, "GET", ["/healthz"], None, key),
+        ("GET /labels?page_size=1, empty (API baseline)", "GET", ["/api/v1/labels?page_size=1"], None, empty_key),
         (
             "POST /campaigns/{id}/schedule",
             "POST",
             [f"/api/v1/campaigns/{i}/schedule" for i in ids],
             json.dumps({"schedule_type": "scheduled", "scheduled_at": at}),
+            key,
         ),
-        ("GET /campaigns", "GET", ["/api/v1/campaigns"], None),
+        ("GET /campaigns", "GET", ["/api/v1/campaigns"], None, key),
         (
             "POST /transactional?priority=high",
             "POST",
@@ -214,11 +237,15 @@ def main(argv=None) -> dict:
                     "html": "<p>Your code is <b>123456</b>.</p>",
                 }
             ),
+            key,
         ),
     ]
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",")]
+        endpoints = [e for e in endpoints if any(e[0].startswith(w) for w in wanted)]
     try:
         wait_for(lambda: _up(url), timeout=60, what="gunicorn")
-        for name, method, paths, body in endpoints:
+        for name, method, paths, body, key in endpoints:
             try:
                 status = check(url, method, paths[0], key, body)
             except SystemExit as exc:
@@ -240,11 +267,13 @@ def main(argv=None) -> dict:
             time.sleep(1)
     finally:
         web.stop()
+    ceiling = results.get(HEALTHZ, {}).get("per_second")
     rows = [
         [
             name,
             r.get("requests"),
             r.get("per_second"),
+            round(r["per_second"] / ceiling, 3) if ceiling and r.get("per_second") else None,
             r.get("p50_ms"),
             r.get("p99_ms"),
             r.get("max_ms"),
@@ -253,8 +282,9 @@ def main(argv=None) -> dict:
         for name, r in results.items()
     ]
     table = print_table(
-        f"API under {args.connections} concurrent clients (wrk), gunicorn {args.web_workers} sync workers",
-        ["endpoint", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx"],
+        f"API under {args.connections} concurrent clients (wrk), gunicorn {args.web_workers} {args.worker_class} "
+        f"workers x {args.web_threads} threads",
+        ["endpoint", "requests", "req/s", "of /healthz", "p50 ms", "p99 ms", "max ms", "non-2xx"],
         rows,
     )
     save_result(
@@ -263,6 +293,8 @@ def main(argv=None) -> dict:
             "connections": args.connections,
             "duration": args.duration,
             "web_workers": args.web_workers,
+            "worker_class": args.worker_class,
+            "web_threads": args.web_threads,
             "contacts": args.contacts,
             "campaigns": args.campaigns,
             "results": results,

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from common.db import try_advisory_xact_lock
 from delivery.models import Delivery
-from delivery.services import delivery_run_check_final, update_with_events
+from delivery.services import deliveries_settle_dead_claims, delivery_run_check_final, update_with_events
 from delivery.sources import run_source
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,7 @@ def remember(key: str, seconds: int) -> bool:
 @dataclass
 class ReapResult:
     requeued: int = 0  # claimed, never attempted: back to the queue
+    settled_sent: int = 0  # marked `sending` by a dead batch that had handed them over: sent
     retried: int = 0  # in flight when the worker died: queued again, flagged possible_duplicate
     uncertain: int = 0  # in flight when the worker died: ended `uncertain`, flagged
     runs_closed: list = field(default_factory=list)
@@ -210,9 +211,11 @@ class ReapResult:
 def reap_leases(*, now: datetime | None = None) -> ReapResult:
     """Give back what dead workers held.
 
-    A claim whose lease ran out belonged to a worker that died (a live one finishes well inside its
-    lease). Its never-attempted rows (`queued`) are simply due again. Its in-flight row (`sending`, at
-    most one per batch) may or may not have reached the mail server; DELIVERY_LEASE_EXPIRED_POLICY
+    A claim whose lease ran out belonged to a worker that died (a live one renews its lease as it goes).
+    Its `sending` rows are first settled from its progress row (delivery.services.
+    deliveries_settle_dead_claims): those it had handed over are sent, those it had not are queued again.
+    Its never-attempted rows (`queued`) are simply due again. Its in-flight row (the one `sending` row
+    left, at most one per batch) may or may not have reached the mail server; DELIVERY_LEASE_EXPIRED_POLICY
     decides: "retry" queues it again flagged possible_duplicate (a `deferred` event), "uncertain" ends it
     flagged, unsent by us (a `failed` event). Neither resends a whole batch, and nothing is dropped
     silently. The reset clears the lease, so the dead claim's fencing token no longer matches anything.
@@ -220,7 +223,11 @@ def reap_leases(*, now: datetime | None = None) -> ReapResult:
     """
     now = now or timezone.now()
     result = ReapResult()
-    result.requeued = Delivery.objects.filter(status=S.QUEUED, lease_until__lt=now).update(
+    # First what the dead batches' progress rows tell: which of their `sending` rows went out and which
+    # were never attempted. Left `sending` after it: the one in flight per dead batch.
+    settled = deliveries_settle_dead_claims(now=now)
+    result.settled_sent = settled.sent
+    result.requeued = settled.requeued + Delivery.objects.filter(status=S.QUEUED, lease_until__lt=now).update(
         lease_until=None, enqueued_at=None
     )
     expired = "status = %s AND lease_until < %s"
@@ -248,16 +255,19 @@ def reap_leases(*, now: datetime | None = None) -> ReapResult:
             flags=("possible_duplicate",),
         )
         result.retried = len(retried)
-    if result.requeued or result.retried or result.uncertain:
+    if result.requeued or result.retried or result.uncertain or result.settled_sent:
         logger.warning(
-            "Reaper: %s claimed deliveries requeued, %s in-flight retried, %s in-flight uncertain",
+            "Reaper: %s handed over by dead batches marked sent, %s claimed deliveries requeued, %s in-flight "
+            "retried, %s in-flight uncertain",
+            result.settled_sent,
             result.requeued,
             result.retried,
             result.uncertain,
         )
+    runs = set(settled.run_ids)
     if ended:
-        runs = Delivery.objects.filter(pk__in=[pk for pk, _ in ended]).values_list("run_id", flat=True)
-        for run_id in runs.distinct():
-            if delivery_run_check_final(run_id=run_id):
-                result.runs_closed.append(run_id)
+        runs.update(Delivery.objects.filter(pk__in=[pk for pk, _ in ended]).values_list("run_id", flat=True))
+    for run_id in runs:
+        if delivery_run_check_final(run_id=run_id):
+            result.runs_closed.append(run_id)
     return result

@@ -14,11 +14,11 @@ class Delivery(models.Model):
     Claiming (delivery.services.delivery_send_batch) does not change the status: a claimed row stays
     `queued` with `lease_until` set to the claiming call's lease. That value doubles as the claim's fencing
     token: every later write of the batch says `WHERE lease_until = <its lease>`, so once a lease has
-    expired and another call has re-claimed the row, the first call can no longer touch it. A row is
-    `sending` only for the one message a worker is handing to the mail server right now; so after a
-    crash, `queued` rows with an expired lease were never attempted (safe to send again) and `sending`
-    rows with an expired lease are the in-flight ones (at most one per killed batch), for the reaper to
-    flag `uncertain` or retry by policy.
+    expired and another call has re-claimed the row, the first call can no longer touch it. Rows go
+    `sending` a chunk at a time, and the batch's SendProgress row says which of them is on the wire; so
+    after a crash, `queued` rows with an expired lease were never attempted (safe to send again) and the
+    `sending` ones are settled by the reaper from that progress row (below it sent, at it in flight and
+    retried or flagged `uncertain` by policy, above it never attempted).
     """
 
     class Status(models.TextChoices):
@@ -149,3 +149,23 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.email} @ {self.occurred_at:%Y-%m-%d %H:%M:%S}Z"
+
+
+class SendProgress(models.Model):
+    """How far one live send batch has got: one small row per claim, moved before every hand-off.
+
+    A batch marks its deliveries `sending` a chunk at a time (delivery.services), so after a crash the
+    rows alone cannot say which of a chunk went out. This row can: `position` is the delivery being handed
+    to the mail server, so the claim's `sending` rows below it were accepted, the one at it is in flight and
+    those above it were never attempted (the reaper, delivery.engine, settles them that way). It is keyed by
+    the claim's lease, the fencing token of every write of the batch: the reaper deletes it when it takes a
+    dead claim's rows, and a batch that finds its row gone stops. No column of it is indexed but the lease,
+    which the per-message update never changes, so that update is a HOT update of one narrow row.
+    """
+
+    lease_until = models.DateTimeField(unique=True)
+    position = models.BigIntegerField(null=True)
+    moved_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"batch until {self.lease_until:%H:%M:%S} at delivery {self.position}"

@@ -68,10 +68,17 @@ def compose(
     )
 
 
-def hand_off(transport: Transport, message: OutgoingMessage) -> None:
-    """Raises delivery.transport.SendError."""
+def message_bytes(message: OutgoingMessage) -> bytes:
+    """The finished MIME bytes for an SMTP hand-off (the blueprint's prepared parts plus this recipient's)."""
+    return message.blueprint.build(message.envelope)
+
+
+def hand_off(transport: Transport, message: OutgoingMessage, *, raw: bytes | None = None) -> None:
+    """Hand over `raw` (bytes from message_bytes, possibly transformed since, e.g. signed) when the transport
+    takes bytes, else the message as a Django EmailMessage. Raises delivery.transport.SendError."""
     if transport.raw_capable:
-        raw = message.blueprint.build(message.envelope)
+        if raw is None:
+            raw = message_bytes(message)
         transport.send_raw(from_email=message.content.from_email, to_email=message.to_email, raw=raw)
     else:
         transport.send_email(as_email_message(message))

@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
-from delivery.models import Delivery, Event
+from delivery.models import Delivery, Event, SendProgress
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -144,6 +144,15 @@ class DeliveryFactory(factory.django.DjangoModelFactory):
     contact = factory.SubFactory(ContactFactory, workspace=factory.SelfAttribute("..workspace"))
     email = factory.SelfAttribute("contact.email")
     send_at = factory.LazyFunction(timezone.now)
+
+
+class SendProgressFactory(factory.django.DjangoModelFactory):
+    """A send batch's progress row (pass the lease of its deliveries and the position it had reached)."""
+
+    class Meta:
+        model = SendProgress
+
+    lease_until = factory.LazyFunction(lambda: timezone.now() + timedelta(seconds=60))
 
 
 class EventFactory(factory.django.DjangoModelFactory):

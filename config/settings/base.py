@@ -223,8 +223,10 @@ DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = int(
 DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS", "60"))
 # Contacts read and Delivery rows written per round trip of the fan-out.
 DELIVERY_FANOUT_CHUNK_SIZE = int(os.environ.get("DELIVERY_FANOUT_CHUNK_SIZE", "5000"))
-# A claim's lease (delivery.services): longer than a batch may run (CELERY_TASK_TIME_LIMIT).
-DELIVERY_LEASE_SECONDS = int(os.environ.get("DELIVERY_LEASE_SECONDS", "660"))
+# A claim's lease (delivery.services): a live batch renews it once half is gone, so it need not outlast the
+# task; it is how long a killed batch's untouched rows wait before they are sent (docs/decisions/100).
+# Keep it above twice EMAIL_TIMEOUT: one hand-off may take that long between two renewals.
+DELIVERY_LEASE_SECONDS = int(os.environ.get("DELIVERY_LEASE_SECONDS", "60"))
 # What the reaper does with the message a dead worker had in flight: "retry" sends it again (the
 # recipient may get it twice; the row is flagged possible_duplicate) or "uncertain" ends it unsent-or-not,
 # flagged, for a person to judge. Marketing mail defaults to retry: a rare duplicate beats a silent loss.
@@ -235,6 +237,9 @@ DELIVERY_CLAIM_TOLERANCE_SECONDS = int(os.environ.get("DELIVERY_CLAIM_TOLERANCE_
 # Per-message marks wait for the WAL flush only when this is on (docs/decisions/010): off doubles the send
 # rate; a killed worker is safe either way, a PostgreSQL crash may then resend the last ~0.6 s of messages.
 DELIVERY_DURABLE_MARKS = env_bool("DELIVERY_DURABLE_MARKS", False)
+# Deliveries marked `sending` per statement (with the previous chunk's outcomes and events); between two
+# such statements only the batch's progress row moves, once per message (docs/decisions/100).
+DELIVERY_MARK_EVERY = int(os.environ.get("DELIVERY_MARK_EVERY", "100"))
 # SMTP 4xx: retry after base, 2x base, ... (capped); after DELIVERY_MAX_ATTEMPTS the delivery is failed.
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "5"))
 DELIVERY_RETRY_BASE_SECONDS = int(os.environ.get("DELIVERY_RETRY_BASE_SECONDS", "60"))

@@ -1,8 +1,13 @@
 """delivery_send_batch against a real SMTP server (common.smtp_sink) and Django's locmem backend."""
 
+import threading
+from collections import Counter
 from datetime import timedelta
+from email.utils import parseaddr
 
 import pytest
+import time_machine
+from django.conf import settings
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
@@ -10,11 +15,12 @@ from django.utils import timezone
 from audience.models import Contact, Suppression
 from campaigns.models import Campaign, CampaignRun
 from campaigns.services import campaign_run_deliveries_final
-from delivery import content, tracking
-from delivery.models import Delivery
+from delivery import content, engine, tracking
+from delivery.models import Delivery, Event, SendProgress
 from delivery.services import delivery_send_batch, retry_delay
 from delivery.tasks import send_batch
 from tests.factories import DeliveryFactory, SuppressionFactory, TemplateFactory
+from tests.threads import in_background
 
 
 def ids(deliveries) -> list[int]:
@@ -198,9 +204,10 @@ def test_paused_campaign_deliveries_stay_queued_untouched(make_deliveries, sink,
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.PAUSED)
     result = delivery_send_batch(delivery_ids=ids(deliveries))
     assert result.claimed == 0 and sink.messages == []
-    assert list(
-        Delivery.objects.filter(pk__in=ids(deliveries)).values_list("status", "lease_until", "attempts")
-    ) == [("queued", None, 0), ("queued", None, 0)]
+    assert list(Delivery.objects.filter(pk__in=ids(deliveries)).values_list("status", "lease_until", "attempts")) == [
+        ("queued", None, 0),
+        ("queued", None, 0),
+    ]
 
 
 def test_cancelled_campaign_deliveries_end_cancelled_unsent(make_deliveries, sink, campaign):
@@ -342,8 +349,44 @@ def test_killed_worker_leaves_only_the_in_flight_message_sending(make_deliveries
     deliveries = make_deliveries(5)
     with pytest.raises(SystemExit):
         delivery_send_batch(delivery_ids=ids(deliveries))
-    assert statuses(deliveries) == ["sent", "sent", "sending", "queued", "queued"]
-    assert all(d.lease_until for d in Delivery.objects.filter(pk__in=ids(deliveries[2:])))
+    # The outcomes were flushed on the way out; the chunk's untouched rows are still `sending`, and the
+    # batch's progress row says the third is the one that was in flight.
+    assert statuses(deliveries) == ["sent", "sent", "sending", "sending", "sending"]
+    assert SendProgress.objects.get().position == deliveries[2].id
+
+
+class TwentySecondsPerMessage(LocmemBackend):
+    """Each hand-off takes 20 s (of travelled time), and the reaper runs as beat would, before each one."""
+
+    travel = None
+    leases: list = []
+    reaped: list = []
+
+    def send_messages(self, messages):
+        email = parseaddr(messages[0].to[0])[1]
+        self.leases.append(Delivery.objects.get(email=email).lease_until)
+        self.reaped.append(engine.reap_leases())
+        self.travel.shift(timedelta(seconds=20))
+        return super().send_messages(messages)
+
+
+def test_a_live_batch_renews_its_lease_as_it_goes_so_the_reaper_leaves_it_alone(make_deliveries, settings):
+    settings.EMAIL_BACKEND = "tests.delivery.test_send_batch.TwentySecondsPerMessage"
+    settings.DELIVERY_LEASE_SECONDS = 30
+    settings.DELIVERY_MARK_EVERY = 2
+    deliveries = make_deliveries(6)  # 120 s of sending on a 30 s lease
+    TwentySecondsPerMessage.leases, TwentySecondsPerMessage.reaped = [], []
+    with time_machine.travel(timezone.now(), tick=False) as travel:
+        TwentySecondsPerMessage.travel = travel
+        result = delivery_send_batch(delivery_ids=ids(deliveries))
+
+    assert result.sent == 6 and len(mail.outbox) == 6
+    assert statuses(deliveries) == ["sent"] * 6
+    leases = TwentySecondsPerMessage.leases
+    assert len(set(leases)) == 6 and leases == sorted(leases)  # renewed before every message here
+    assert all(
+        (r.settled_sent, r.requeued, r.retried, r.uncertain) == (0, 0, 0, 0) for r in TwentySecondsPerMessage.reaped
+    )
 
 
 def test_rows_left_claimed_by_a_dead_batch_are_sent_after_the_lease(make_deliveries, sink):
@@ -426,3 +469,67 @@ def test_send_batch_task_is_a_late_acked_bulk_task_that_sends(make_deliveries, s
     assert (send_batch.queue, send_batch.acks_late, send_batch.ignore_result) == ("bulk", True, True)
     send_batch(ids(deliveries))
     assert len(sink.messages) == 2
+
+
+# --- lease fencing ----------------------------------------------------------------------------------------
+
+
+class LeaseExpiresOnSecondMessage(LocmemBackend):
+    """While the first batch hands over its second message, its lease runs out and a second
+    delivery_send_batch (another worker, in a thread) claims the rest of the rows and starts sending them;
+    it is held inside its own first hand-off until the first batch has finished. `fencing` is the test's
+    state: the ids, the time-machine traveller, the first batch's lease, what the second batch holds."""
+
+    fencing: dict = {}
+
+    def send_messages(self, messages):
+        state = self.fencing
+        if threading.current_thread().name == "test-background-thread":
+            state["second_started"].set()
+            assert state["first_done"].wait(timeout=20), "the first batch did not finish"
+        elif len(mail.outbox) == 1 and "background" not in state:
+            email = parseaddr(messages[0].to[0])[1]
+            state["first_lease"] = Delivery.objects.get(pk__in=state["ids"], email=email).lease_until
+            state["travel"].shift(timedelta(seconds=settings.DELIVERY_LEASE_SECONDS + 1))
+            state["background"] = in_background(
+                lambda: delivery_send_batch(delivery_ids=state["ids"]), stop=state["first_done"].set
+            )
+            state["background"].__enter__()
+            assert state["second_started"].wait(timeout=20), "the second batch did not start sending"
+            state["held"] = rows_of_other_claims(state["ids"], state["first_lease"])
+        return super().send_messages(messages)
+
+
+def rows_of_other_claims(delivery_ids, lease) -> dict:
+    rows = Delivery.objects.filter(pk__in=delivery_ids, lease_until__isnull=False).exclude(lease_until=lease)
+    return {r["id"]: r for r in rows.values("id", "status", "lease_until", "attempts", "sent_at", "message_id")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_lease_expired_and_was_reclaimed_sends_and_marks_nothing_more(make_deliveries, settings):
+    settings.EMAIL_BACKEND = "tests.delivery.test_send_batch.LeaseExpiresOnSecondMessage"
+    settings.DELIVERY_LEASE_SECONDS = 60
+    settings.DELIVERY_MARK_EVERY = 2  # the second batch can claim only rows the first has not marked yet
+    deliveries = make_deliveries(8)
+    state = LeaseExpiresOnSecondMessage.fencing = {
+        "ids": ids(deliveries),
+        "second_started": threading.Event(),
+        "first_done": threading.Event(),
+    }
+    with time_machine.travel(timezone.now(), tick=True) as travel:
+        state["travel"] = travel
+        try:
+            delivery_send_batch(delivery_ids=ids(deliveries))
+            # Whatever the first batch tried after losing its lease changed nothing the second one holds.
+            assert state["held"], "the second batch claimed nothing"
+            assert rows_of_other_claims(ids(deliveries), state["first_lease"]) == state["held"]
+        finally:
+            if "background" in state:
+                state["background"].__exit__(None, None, None)
+        # Rows the first batch gave back unattempted, if any, go with the next batch.
+        delivery_send_batch(delivery_ids=ids(deliveries))
+
+    assert sorted(parseaddr(m.to[0])[1] for m in mail.outbox) == sorted(d.email for d in deliveries)
+    assert statuses(deliveries) == ["sent"] * 8
+    sent_events = Counter(Event.objects.filter(type="sent").values_list("delivery_id", flat=True))
+    assert sent_events == Counter(ids(deliveries))
