@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -7,9 +8,9 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
-from audience.models import Contact
+from audience.models import Contact, Label, Segment
 from audience.selectors import audience_sendable
-from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
 from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
 from campaigns.scheduling import RecurringConfig, upcoming_runs
 from common import errors
@@ -310,3 +311,37 @@ def campaign_preview(*, workspace: Workspace, campaign: Campaign, contact_id=Non
 
 def campaign_recipient_count(*, workspace: Workspace, campaign: Campaign) -> int:
     return campaign_recipients(workspace=workspace, campaign=campaign).count()
+
+
+def campaign_audience_summary(*, workspace: Workspace, campaign: Campaign) -> dict:
+    """The audience as names an operator recognises, with the sendable recipient count now: {"include_labels":
+    ["customers"], ..., "unknown": n (ids no longer in the workspace), "count": n}. Two name queries and one
+    count, whatever the size of the audience."""
+    audience = campaign.audience or {}
+    wanted = {key: [str(value) for value in audience.get(key) or []] for key in AUDIENCE_KEYS}
+    label_ids = wanted["include_labels"] + wanted["exclude_labels"]
+    segment_ids = wanted["include_segments"] + wanted["exclude_segments"]
+    names = {}
+    for model, ids in ((Label, label_ids), (Segment, segment_ids)):
+        valid = [value for value in ids if _is_uuid(value)]
+        rows = model.objects.filter(workspace=workspace, pk__in=valid).values_list("pk", "name")
+        names.update({str(pk): name for pk, name in rows})
+    summary: dict = {key: [names[value] for value in ids if value in names] for key, ids in wanted.items()}
+    summary["unknown"] = sum(1 for ids in wanted.values() for value in ids if value not in names)
+    summary["count"] = campaign_recipient_count(workspace=workspace, campaign=campaign)
+    return summary
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def campaign_preview_contacts(*, workspace: Workspace, campaign: Campaign, limit: int = 50) -> list[Contact]:
+    """Contacts to offer in the preview's chooser: the first recipients by email (the audience may be empty,
+    then the workspace's first contacts)."""
+    recipients = list(campaign_recipients(workspace=workspace, campaign=campaign).order_by("email")[:limit])
+    return recipients or list(Contact.objects.filter(workspace=workspace).order_by("email")[:limit])
