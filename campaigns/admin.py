@@ -337,12 +337,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return "Not sent yet."
         return format_html(
             "{}<div class=\"help\">{} sent, {} failed, {} pending (latest run)</div>",
-            charts.progress_bar(
-                done=progress["total"] - progress["pending"],
-                total=progress["total"],
-                failed=progress["failed"],
-                label=f"{obj.name}: progress of the latest run",
-            ),
+            charts.progress_bar(progress=progress, label=f"{obj.name}: progress of the latest run"),
             progress["sent"],
             progress["failed"],
             progress["pending"],

@@ -10,9 +10,11 @@ from django.utils.safestring import SafeString
 BAR_COLOUR = "#417690"  # the admin's own header blue
 
 
-def progress_bar(*, done: int, total: int, failed: int = 0, label: str = "") -> SafeString:
-    """A bar with the share done (sent, failed and skipped count as done) and the figures in words next to
-    it, so the number is there for a screen reader and for a test."""
+def progress_bar(*, progress: dict, label: str = "") -> SafeString:
+    """A bar of a run's `progress` ({total, sent, failed, pending}: sent, failed and skipped count as done)
+    with the figures in words next to it, so the number is there for a screen reader and for a test."""
+    total, failed = progress["total"], progress["failed"]
+    done = total - progress["pending"]
     percent = 100 if total == 0 and done else (round(100 * done / total) if total else 0)
     percent = max(0, min(100, percent))
     return format_html(
