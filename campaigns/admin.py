@@ -7,7 +7,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -336,7 +336,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if not progress["total"] and obj.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
             return "Not sent yet."
         return format_html(
-            "{}<div class=\"help\">{} sent, {} failed, {} pending (latest run)</div>",
+            '{}<div class="help">{} sent, {} failed, {} pending (latest run)</div>',
             charts.progress_bar(progress=progress, label=f"{obj.name}: progress of the latest run"),
             progress["sent"],
             progress["failed"],
@@ -404,8 +404,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="send plan")
     def send_plan(self, obj):
-        if obj.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.FAILED,
-                              Campaign.Status.SENDING, Campaign.Status.PAUSED):
+        if obj.status not in (
+            Campaign.Status.DRAFT,
+            Campaign.Status.SCHEDULED,
+            Campaign.Status.FAILED,
+            Campaign.Status.SENDING,
+            Campaign.Status.PAUSED,
+        ):
             return "-"
         plan = selectors.campaign_send_plan(workspace=obj.workspace, campaign=obj)
         zone = _display_zone(obj)
@@ -426,6 +431,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         urls = [
+            path(
+                "<path:object_id>/schedule/preview/",
+                self.admin_site.admin_view(self.schedule_preview_view),
+                name="campaigns_campaign_schedule_preview",
+            ),
             path(
                 "<path:object_id>/schedule/",
                 self.admin_site.admin_view(self.schedule_view),
@@ -477,9 +487,7 @@ class CampaignAdmin(admin.ModelAdmin):
         contacts = selectors.campaign_preview_contacts(workspace=obj.workspace, campaign=obj)
         result = {"contacts": contacts, "contact_id": contact_id or "", "error": ""}
         try:
-            result["message"] = selectors.campaign_preview(
-                workspace=obj.workspace, campaign=obj, contact_id=contact_id
-            )
+            result["message"] = selectors.campaign_preview(workspace=obj.workspace, campaign=obj, contact_id=contact_id)
         except errors.ApplicationError as exc:
             result["error"] = error_text(exc)
         return result
@@ -535,6 +543,13 @@ class CampaignAdmin(admin.ModelAdmin):
             form = ScheduleForm(initial=ScheduleForm.initial_for(campaign))
         return self._schedule_page(request, form, [campaign])
 
+    def schedule_preview_view(self, request, object_id=None):
+        """The schedule form's live echo: the form's fields as a query string in, the next runs or the
+        service's errors in words out (JSON). Reads only; the form's own POST is what schedules."""
+        if not self._action_allowed(request, "schedule"):
+            raise PermissionDenied
+        return JsonResponse(ScheduleForm(request.GET).preview())
+
     def _schedule_page(self, request, form, campaigns, *, from_changelist: bool = False):
         context = {
             **self.admin_site.each_context(request),
@@ -544,6 +559,9 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaigns": campaigns,
             "from_changelist": from_changelist,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "preview_url": reverse("admin:campaigns_campaign_schedule_preview", args=[campaigns[0].pk]),
+            # After a refused POST the echo shows at once; otherwise the page's script asks for it.
+            "preview": form.preview() if form.is_bound else None,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/schedule.html", context)
 

@@ -1,12 +1,12 @@
 """Admin forms for campaigns. They parse what an operator typed and hand it to the same services the API
 calls; every refusal of a service comes back as an error on the form, never as a server error."""
 
-from datetime import datetime
-from zoneinfo import available_timezones
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 
-from campaigns import services
+from campaigns import scheduling, services
 from campaigns.models import AUDIENCE_KEYS, Campaign, default_tracking
 from common import errors
 
@@ -40,6 +40,27 @@ def add_service_error(form: forms.Form, exc: errors.ApplicationError, field_map:
 def timezone_choices() -> list[tuple[str, str]]:
     zones = sorted(available_timezones() - {"UTC"})
     return [("UTC", "UTC"), *[(zone, zone) for zone in zones]]
+
+
+def grouped_timezone_choices() -> list:
+    """The IANA zones grouped by their area ("Asia", "America", ...) for a picker an operator can scan;
+    zones without an area ("Japan", "EST5EDT": legacy aliases) go last under "Other"."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for zone, _ in timezone_choices()[1:]:
+        area, _, place = zone.partition("/")
+        groups.setdefault(area if place else "Other", []).append((zone, place.replace("_", " ") if place else zone))
+    other = groups.pop("Other", [])
+    return [("UTC", "UTC"), *sorted(groups.items()), ("Other", other)]
+
+
+def describe_instant(instant: datetime, zone: str) -> str:
+    """ "Tue 1 Dec 2026 09:00 Asia/Jakarta = 02:00 UTC" (the UTC date too when it differs)."""
+    local, utc = instant.astimezone(ZoneInfo(zone)), instant.astimezone(UTC)
+    text = f"{local:%a} {local.day} {local:%b %Y %H:%M} {zone}"
+    if zone == "UTC":
+        return text
+    same_day = local.date() == utc.date()
+    return f"{text} = {utc:%H:%M} UTC" if same_day else f"{text} = {utc:%a} {utc.day} {utc:%b %H:%M} UTC"
 
 
 class CampaignForm(forms.ModelForm):
@@ -157,7 +178,7 @@ class ScheduleForm(forms.Form):
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         help_text="Wall-clock time in the time zone below.",
     )
-    timezone = forms.ChoiceField(choices=timezone_choices, initial="UTC", label="Time zone")
+    timezone = forms.ChoiceField(choices=grouped_timezone_choices, initial="UTC", label="Time zone")
     frequency = forms.ChoiceField(
         required=False,
         choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
@@ -223,14 +244,26 @@ class ScheduleForm(forms.Form):
                 end_date=config.get("end_date"),
             )
         elif campaign.scheduled_at:
-            from zoneinfo import ZoneInfo
-
             local = campaign.scheduled_at.astimezone(ZoneInfo(initial["timezone"]))
             initial.update(schedule_type="scheduled", date=local.date(), time=local.strftime("%H:%M"))
         if campaign.send_time_optimization:
             initial["sto_window_hours"] = campaign.send_time_optimization.get("window_hours")
         initial["recipient_local_time"] = campaign.recipient_local_time
         return initial
+
+    def preview(self, *, now: datetime | None = None) -> dict:
+        """What the schedule will do, before it is saved: {"ok", "runs": [text of the next five runs (one for
+        a one-off schedule)], "errors": {field: [messages]}}. The runs come from the same rules the service
+        stores the schedule with (`schedule_parse`, campaigns.scheduling), so what is shown is what runs."""
+        if not self.is_valid():
+            return {"ok": False, "runs": [], "errors": {f: [str(m) for m in msgs] for f, msgs in self.errors.items()}}
+        request = self.schedule_request
+        zone = request.timezone_name or "UTC"
+        if request.recurring is not None:
+            runs = scheduling.upcoming_runs(config=request.recurring, now=now, anchor=request.anchor)
+        else:
+            runs = [request.scheduled_at]
+        return {"ok": True, "runs": [describe_instant(run, zone) for run in runs], "errors": {}}
 
     def groups(self) -> list[tuple[str, list]]:
         return [
