@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from accounts.admin import add_application_error, adopt
 from campaigns import selectors, services
 from campaigns.forms import WEEKDAYS, CampaignForm, ScheduleForm, error_text
-from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
 from common import charts, errors
 from common.timezones import is_valid_timezone
 
@@ -226,7 +226,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "Content",
         {"fields": ["subject", "preheader", "from_name", "from_email", "reply_to", "template", "html", "text"]},
     )
-    AUDIENCE = ("Audience and tracking", {"fields": ["audience", "tracking"]})
+    AUDIENCE = ("Audience and tracking", {"fields": [*AUDIENCE_KEYS, "tracking"]})
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -235,7 +235,7 @@ class CampaignAdmin(admin.ModelAdmin):
         # cancelled or sent campaign is not "ready to send", whatever its fields say).
         status = ["readiness"] if obj.status in Campaign.STARTABLE else []
         # Once the campaign is read-only, its audience is shown by name only, not as the JSON of its ids.
-        audience = ["audience_summary", "audience"] if obj.can_transition("edit") else ["audience_summary"]
+        audience = ["audience_summary", *AUDIENCE_KEYS] if obj.can_transition("edit") else ["audience_summary"]
         return [
             (None, {"fields": ["name", "workspace", "status_badge", "category", "labels"]}),
             ("Readiness and progress", {"fields": [*status, "progress_detail", "send_plan"]}),

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 
+from audience.models import Label, Segment
 from campaigns import scheduling, services
 from campaigns.models import AUDIENCE_KEYS, Campaign, default_tracking
 from common import errors
@@ -69,9 +70,20 @@ class CampaignForm(forms.ModelForm):
     the last step of validation: a refusal becomes an error on the page the operator typed into, and the
     admin's request transaction still wraps the write. `save()` returns the campaign the service stored."""
 
-    audience = forms.JSONField(
-        required=False,
-        help_text="{" + ", ".join(f'"{key}": [ids]' for key in AUDIENCE_KEYS) + "}; empty selects no one.",
+    # The audience by name: four multiple choices instead of the JSON of ids the API takes. On the add page
+    # the workspace is not chosen yet, so every workspace's labels are offered with its name, and the service
+    # refuses another workspace's (an error on the field, as in the API).
+    include_labels = forms.ModelMultipleChoiceField(
+        queryset=Label.objects.select_related("workspace"), required=False, help_text="Anyone with any of these labels."
+    )
+    include_segments = forms.ModelMultipleChoiceField(
+        queryset=Segment.objects.select_related("workspace"), required=False, help_text="Or in any of these segments."
+    )
+    exclude_labels = forms.ModelMultipleChoiceField(
+        queryset=Label.objects.select_related("workspace"), required=False, help_text="Except anyone with these labels."
+    )
+    exclude_segments = forms.ModelMultipleChoiceField(
+        queryset=Segment.objects.select_related("workspace"), required=False, help_text="Or in these segments."
     )
     tracking = forms.JSONField(required=False, help_text='{"opens": true, "clicks": true}; empty resets both to on.')
 
@@ -90,12 +102,14 @@ class CampaignForm(forms.ModelForm):
             "template",
             "html",
             "text",
-            "audience",
             "tracking",
         ]
 
-    # Fields the services take, in the shape they take them (see `_service_value`).
+    # Fields the services take, in the shape they take them (see `_service_value`); and `audience`, built
+    # from the four choices of AUDIENCE_KEYS.
     SERVICE_FIELDS = tuple(name for name in Meta.fields if name != "workspace")
+    # The service's error keys of the audience, and the field each lands on.
+    AUDIENCE_FIELD_MAP = {f"audience.{key}": key for key in AUDIENCE_KEYS}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,16 +118,24 @@ class CampaignForm(forms.ModelForm):
             workspace = self.instance.workspace
             if "template" in self.fields:
                 self.fields["template"].queryset = self.fields["template"].queryset.filter(workspace=workspace)
-            if "labels" in self.fields:
-                self.fields["labels"].queryset = self.fields["labels"].queryset.filter(workspace=workspace)
+            for name in ("labels", *AUDIENCE_KEYS):
+                if name in self.fields:
+                    self.fields[name].queryset = self.fields[name].queryset.filter(workspace=workspace)
+            audience = self.instance.audience if isinstance(self.instance.audience, dict) else {}
+            for key in AUDIENCE_KEYS:
+                if key in self.fields:
+                    self.fields[key].initial = [str(value) for value in audience.get(key) or []]
+        else:
+            for key in AUDIENCE_KEYS:
+                if key in self.fields:
+                    self.fields[key].label_from_instance = lambda item: f"{item.workspace.name}: {item.name}"
         self.campaign: Campaign | None = None
 
-    # The JSON is handed to the service as typed: its shape and defaults are the service's rules
-    # (campaign_audience_clean, campaign_tracking_clean), the same the API's requests meet. An empty box
-    # is the form's own shorthand: no audience, or tracking back to its defaults.
-    def clean_audience(self):
-        value = self.cleaned_data.get("audience")
-        return {} if value in (None, "") else value
+    def _audience_fields(self) -> list[str]:
+        return [key for key in AUDIENCE_KEYS if key in self.fields]
+
+    # The tracking JSON is handed to the service as typed: its shape and defaults are the service's rules
+    # (campaign_tracking_clean), the same the API's requests meet. An empty box resets it to its defaults.
 
     def clean_tracking(self):
         value = self.cleaned_data.get("tracking")
@@ -125,7 +147,9 @@ class CampaignForm(forms.ModelForm):
             return value.pk if value is not None else None
         if name == "labels":
             return [label.pk for label in value]
-        if name in ("audience", "tracking"):
+        if name == "audience":
+            return {key: [str(item.pk) for item in self.cleaned_data.get(key) or []] for key in AUDIENCE_KEYS}
+        if name == "tracking":
             return value
         if name == "name":
             return value.strip()
@@ -136,11 +160,16 @@ class CampaignForm(forms.ModelForm):
         if self.errors:
             return
         try:
+            editable = [name for name in self.SERVICE_FIELDS if name in self.fields]
+            if self._audience_fields():
+                editable.append("audience")
             if self.instance._state.adding:
-                fields = {name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields}
+                fields = {name: self._service_value(name) for name in editable}
                 self.campaign = services.campaign_create(workspace=self.cleaned_data["workspace"], fields=fields)
             else:
-                changed = [name for name in self.SERVICE_FIELDS if name in self.changed_data]
+                changed = [name for name in editable if name in self.changed_data]
+                if set(self._audience_fields()) & set(self.changed_data):
+                    changed.append("audience")
                 if not changed:
                     self.campaign = self.instance
                     return
@@ -150,7 +179,7 @@ class CampaignForm(forms.ModelForm):
                     fields={name: self._service_value(name) for name in changed},
                 )
         except errors.ApplicationError as exc:
-            add_service_error(self, exc)
+            add_service_error(self, exc, field_map=self.AUDIENCE_FIELD_MAP)
 
     def save(self, commit=True):
         if self.errors or self.campaign is None:

@@ -6,6 +6,7 @@ import html
 import pytest
 
 from campaigns.models import Campaign
+from tests.campaigns.test_admin import _change_form_data
 from tests.factories import CampaignRunFactory, ContactFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +109,27 @@ def test_a_template_error_in_the_preview_is_shown_not_raised(admin_client, ready
     Campaign.objects.filter(pk=ready_campaign.pk).update(html="{{ 1 / 0 }}")
     page = _page(admin_client, ready_campaign)
     assert 'class="ms-error preview-error"' in page
+
+
+def test_the_audience_is_chosen_by_name_among_the_workspaces_labels(admin_client, ready_campaign, other_workspace):
+    from tests.factories import LabelFactory
+
+    LabelFactory(workspace=other_workspace, name="their-list")
+    page = _page(admin_client, ready_campaign)
+    choices = page.split('name="include_labels"')[1].split("</select>")[0]
+    assert ">customers</option>" in choices
+    assert "their-list" not in choices
+
+
+def test_choosing_a_segment_stores_its_id_in_the_audience(admin_client, ready_campaign, workspace, customers):
+    vip = SegmentFactory(workspace=workspace, name="VIP")
+    form = _change_form_data(ready_campaign, include_segments=[str(vip.pk)])
+    response = admin_client.post(f"{CHANGELIST}{ready_campaign.pk}/change/", form)
+    assert response.status_code == 302
+    ready_campaign.refresh_from_db()
+    assert ready_campaign.audience == {
+        "include_labels": [str(customers.pk)],
+        "exclude_labels": [],
+        "include_segments": [str(vip.pk)],
+        "exclude_segments": [],
+    }
