@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from audience.models import Contact
 from campaigns.models import Campaign
-from tests.e2e.conftest import engine_factory, sink, wait_for  # noqa: F401 - the real engine and its sink
+from tests.e2e import conftest as e2e
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -22,6 +22,11 @@ from tests.factories import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# The end-to-end tests' real engine and its SMTP sink (a slow one on demand), for this module's tests.
+engine_factory = e2e.engine_factory
+sink = e2e.sink
+wait_for = e2e.wait_for
 
 RECIPIENTS = 40
 
@@ -187,10 +192,10 @@ def test_an_operators_day(page, screenshot, live_server, django_user_model, acme
     )
 
 
-def _quiet(sink, *, seconds: float = 1.0) -> bool:
-    count = len(sink.messages)
-    time.sleep(seconds)
-    return len(sink.messages) == count
+def _quiet(smtp, *, seconds: float = 1.0) -> bool:
+    count = len(smtp.messages)
+    time.sleep(seconds)  # waiting on other processes (the bulk worker), not on our own clock
+    return len(smtp.messages) == count
 
 
 def _status(campaign) -> str:
