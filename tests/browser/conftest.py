@@ -24,7 +24,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 @pytest.fixture
 def browser(monkeypatch):
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test (it installs it) or `apt-get install -y chromium`.")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/test (it installs it) or `apt-get install -y chromium`."
+        )
     # Playwright's sync API keeps an asyncio loop in this thread while it runs, and Django then refuses ORM
     # calls as if they came from async code. They do not: the test body is synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

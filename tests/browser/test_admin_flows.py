@@ -45,7 +45,9 @@ def _log_in(page, live_server, django_user_model):
     expect(page.locator("#user-tools")).to_contain_text("operator")
 
 
-def test_schedule_cancel_and_duplicate_in_the_admin(page, screenshot, live_server, django_user_model, ready_campaign):
+def test_schedule_cancel_and_duplicate_in_the_admin(
+    page, screenshot, live_server, django_user_model, ready_campaign
+):
     _log_in(page, live_server, django_user_model)
     change_url = f"{live_server.url}/admin/campaigns/campaign/{ready_campaign.pk}/change/"
     page.goto(change_url)
