@@ -49,7 +49,7 @@ def grouped_timezone_choices() -> list:
     groups: dict[str, list[tuple[str, str]]] = {}
     for zone, _ in timezone_choices()[1:]:
         area, _, place = zone.partition("/")
-        groups.setdefault(area if place else "Other", []).append((zone, place.replace("_", " ") if place else zone))
+        groups.setdefault(area if place else "Other", []).append((zone, zone))
     other = groups.pop("Other", [])
     return [("UTC", "UTC"), *sorted(groups.items()), ("Other", other)]
 

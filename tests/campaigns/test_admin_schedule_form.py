@@ -93,5 +93,5 @@ def test_the_echo_needs_an_admin_login(client, ready_campaign):
 def test_the_zone_picker_groups_zones_by_area(admin_client, ready_campaign):
     page = admin_client.get(f"/admin/campaigns/campaign/{ready_campaign.pk}/schedule/").content.decode()
     assert '<optgroup label="Asia">' in page
-    assert '<option value="Asia/Jakarta">Jakarta</option>' in page
+    assert '<option value="Asia/Jakarta">Asia/Jakarta</option>' in page
     assert 'id="ms-zone-filter"' in page
