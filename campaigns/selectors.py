@@ -313,6 +313,12 @@ def campaign_recipient_count(*, workspace: Workspace, campaign: Campaign) -> int
     return campaign_recipients(workspace=workspace, campaign=campaign).count()
 
 
+def audience_recipient_count(*, workspace: Workspace, audience: dict) -> int:
+    """Sendable contacts of an audience not saved yet (the admin's live count while an operator picks
+    labels and segments); ids of another workspace, or not ids at all, select no one."""
+    return audience_sendable(workspace=workspace, **{key: audience.get(key) or [] for key in AUDIENCE_KEYS}).count()
+
+
 def campaign_audience_summary(*, workspace: Workspace, campaign: Campaign) -> dict:
     """The audience as names an operator recognises, with the sendable recipient count now: {"include_labels":
     ["customers"], ..., "unknown": n (ids no longer in the workspace), "count": n}. Two name queries and one

@@ -122,6 +122,9 @@ def test_an_operators_day(page, screenshot, live_server, django_user_model, acme
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     expect(page.locator(".readiness")).to_have_text("Ready to send")
     expect(page.locator(".recipient-count")).to_have_text("2 sendable recipients")
+    # The count follows the choice before it is saved (the preview below leaves the page unsaved).
+    page.select_option("#id_include_labels", label=["customers", "everyone"])
+    expect(page.locator(".recipient-count")).to_have_text(f"{RECIPIENTS + 2} sendable recipients (not saved yet)")
 
     # Preview it for Ann: the template rendered for her, in the sandboxed frame.
     page.select_option("#ms-preview-contact", label="ann@example.org (Ann)")

@@ -133,3 +133,15 @@ def test_choosing_a_segment_stores_its_id_in_the_audience(admin_client, ready_ca
         "include_segments": [str(vip.pk)],
         "exclude_segments": [],
     }
+
+
+def test_the_live_count_counts_an_unsaved_choice_of_labels(admin_client, ready_campaign, workspace, other_workspace):
+    from tests.factories import LabelFactory
+
+    vip = LabelFactory(workspace=workspace, name="vip")
+    ContactFactory.create_batch(2, workspace=workspace, labels=[vip])
+    foreign = LabelFactory(workspace=other_workspace)
+    ContactFactory(workspace=other_workspace, labels=[foreign])
+    url = f"{CHANGELIST}{ready_campaign.pk}/recipient-count/"
+    assert admin_client.get(url, {"include_labels": [str(vip.pk)]}).json() == {"count": 2}
+    assert admin_client.get(url, {"include_labels": [str(foreign.pk), "nope"]}).json() == {"count": 0}
