@@ -552,6 +552,8 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def recipient_count_view(self, request, object_id):
         """The audience panel's live count: the four choices as a query string in, {"count"} out."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         campaign, redirect = self._get_or_redirect(request, object_id)
         if redirect:
             return redirect

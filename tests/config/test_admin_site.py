@@ -161,3 +161,13 @@ def test_another_workspace_is_left_out_when_one_is_chosen(admin_client, workspac
 
 def test_an_unknown_zone_falls_back_to_utc(admin_client):
     assert admin_client.get("/admin/", {"tz": "Mars/Olympus"}).context["zone"] == "UTC"
+
+
+def test_a_staff_user_who_may_not_see_campaigns_gets_the_plain_index(client, django_user_model):
+    user = django_user_model.objects.create_user("sam", "sam@example.com", "pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename="view_contact"))
+    client.force_login(user)
+    response = client.get("/admin/")
+    assert response.status_code == 200
+    assert 'id="ms-timeline"' not in response.content.decode()
+    assert "Contacts" in response.content.decode()
