@@ -7,7 +7,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -15,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 from accounts.admin import add_application_error, adopt
 from campaigns import selectors, services
 from campaigns.forms import WEEKDAYS, CampaignForm, ScheduleForm, error_text
-from campaigns.models import Campaign, CampaignRun, Template
-from common import errors
+from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
+from common import charts, errors
 from common.timezones import is_valid_timezone
 
 
@@ -123,6 +123,14 @@ def schedule_summary(campaign: Campaign) -> str:
     return " ".join(parts)
 
 
+def _display_zone(campaign: Campaign) -> str:
+    """The zone an operator reads this campaign's times in: its schedule's, else its workspace's."""
+    for zone in (campaign.schedule_timezone, campaign.workspace.timezone):
+        if zone and is_valid_timezone(zone):
+            return zone
+    return "UTC"
+
+
 def _utc(value: datetime | None) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M}Z" if value else "-"
 
@@ -209,6 +217,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "readiness",
         "progress_detail",
         "send_plan",
+        "audience_summary",
         "created_at",
         "updated_at",
     ]
@@ -217,17 +226,22 @@ class CampaignAdmin(admin.ModelAdmin):
         "Content",
         {"fields": ["subject", "preheader", "from_name", "from_email", "reply_to", "template", "html", "text"]},
     )
-    AUDIENCE = ("Audience and tracking", {"fields": ["audience", "tracking"]})
+    AUDIENCE = ("Audience and tracking", {"fields": [*AUDIENCE_KEYS, "tracking"]})
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return [(None, {"fields": ["workspace", "name", "category", "labels"]}), self.CONTENT, self.AUDIENCE]
+        # Readiness answers "can this be sent?": only a campaign that can still be started asks it (a
+        # cancelled or sent campaign is not "ready to send", whatever its fields say).
+        status = ["readiness"] if obj.status in Campaign.STARTABLE else []
+        # Once the campaign is read-only, its audience is shown by name only, not as the JSON of its ids.
+        audience = ["audience_summary", *AUDIENCE_KEYS] if obj.can_transition("edit") else ["audience_summary"]
         return [
             (None, {"fields": ["name", "workspace", "status_badge", "category", "labels"]}),
-            ("Readiness and progress", {"fields": ["readiness", "progress_detail", "send_plan"]}),
+            ("Readiness and progress", {"fields": [*status, "progress_detail", "send_plan"]}),
             ("Schedule", {"fields": ["schedule", "next_run_at", "upcoming_runs"]}),
             self.CONTENT,
-            self.AUDIENCE,
+            ("Audience and tracking", {"fields": [*audience, "tracking"]}),
             ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
         ]
 
@@ -319,9 +333,46 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_detail(self, obj):
         progress = selectors.campaign_progress(campaign=obj)
-        return (
-            f"{progress['sent']}/{progress['total']} sent, {progress['failed']} failed, "
-            f"{progress['pending']} pending (latest run)"
+        if not progress["total"] and obj.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
+            return "Not sent yet."
+        return format_html(
+            '{}<div class="help">{} sent, {} failed, {} pending (latest run)</div>',
+            charts.progress_bar(progress=progress, label=f"{obj.name}: progress of the latest run"),
+            progress["sent"],
+            progress["failed"],
+            progress["pending"],
+        )
+
+    @admin.display(description="audience")
+    def audience_summary(self, obj):
+        summary = selectors.campaign_audience_summary(workspace=obj.workspace, campaign=obj)
+        rows = [
+            (title, ", ".join(summary[key]))
+            for key, title in (
+                ("include_labels", "Labels"),
+                ("include_segments", "Segments"),
+                ("exclude_labels", "Except labels"),
+                ("exclude_segments", "Except segments"),
+            )
+            if summary[key]
+        ]
+        if not rows:
+            rows = [("Selects", "no one yet (add an include label or segment)")]
+        unknown = (
+            format_html("<li>{} id(s) no longer in this workspace, ignored</li>", summary["unknown"])
+            if summary["unknown"]
+            else ""
+        )
+        return format_html(
+            '<div class="audience-summary" data-count-url="{}"><ul class="audience-rules">{}{}</ul>'
+            '<p aria-live="polite"><strong class="recipient-count" data-count="{}">{} sendable recipient{}</strong>'
+            " now</p></div>",
+            reverse("admin:campaigns_campaign_recipient_count", args=[obj.pk]),
+            format_html_join("", "<li>{}: {}</li>", rows),
+            unknown,
+            summary["count"],
+            summary["count"],
+            "" if summary["count"] == 1 else "s",
         )
 
     @admin.display(description="readiness")
@@ -355,16 +406,43 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="send plan")
     def send_plan(self, obj):
+        if obj.status not in (
+            Campaign.Status.DRAFT,
+            Campaign.Status.SCHEDULED,
+            Campaign.Status.FAILED,
+            Campaign.Status.SENDING,
+            Campaign.Status.PAUSED,
+        ):
+            return "-"
         plan = selectors.campaign_send_plan(workspace=obj.workspace, campaign=obj)
-        hours = list(plan["per_hour"].items())
-        shown = format_html_join(", ", "{}: {}", ((hour.replace("T", " ")[:16] + "Z", n) for hour, n in hours[:6]))
-        more = f" and {len(hours) - 6} more hours" if len(hours) > 6 else ""
-        return format_html("{} recipient(s){}{}{}", plan["total"], " - by hour: " if hours else "", shown, more)
+        zone = _display_zone(obj)
+        hours = len(plan["per_hour"])
+        return format_html(
+            '<div class="send-plan" data-total="{}"><p>{} recipient{} over {} hour{} ({}, hours in {})</p>{}</div>',
+            plan["total"],
+            plan["total"],
+            "" if plan["total"] == 1 else "s",
+            hours,
+            "" if hours == 1 else "s",
+            "as written at launch" if plan["source"] == "deliveries" else "planned if it launched as scheduled",
+            zone,
+            charts.hour_histogram(per_hour=plan["per_hour"], zone=zone),
+        )
 
     # --- Object actions (buttons on the change page) ------------------------------------------------------
 
     def get_urls(self):
         urls = [
+            path(
+                "<path:object_id>/recipient-count/",
+                self.admin_site.admin_view(self.recipient_count_view),
+                name="campaigns_campaign_recipient_count",
+            ),
+            path(
+                "<path:object_id>/schedule/preview/",
+                self.admin_site.admin_view(self.schedule_preview_view),
+                name="campaigns_campaign_schedule_preview",
+            ),
             path(
                 "<path:object_id>/schedule/",
                 self.admin_site.admin_view(self.schedule_view),
@@ -406,7 +484,20 @@ class CampaignAdmin(admin.ModelAdmin):
                     }
                 )
             extra_context["campaign_buttons"] = buttons
+            extra_context["preview"] = self._preview(request, obj)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _preview(self, request, obj) -> dict:
+        """The message as one contact (?preview_contact=<id>) or the sample data will get it, rendered by the
+        same selector as `GET campaigns/{id}/preview`. A template error is shown in words, not raised."""
+        contact_id = request.GET.get("preview_contact") or None
+        contacts = selectors.campaign_preview_contacts(workspace=obj.workspace, campaign=obj)
+        result = {"contacts": contacts, "contact_id": contact_id or "", "error": ""}
+        try:
+            result["message"] = selectors.campaign_preview(workspace=obj.workspace, campaign=obj, contact_id=contact_id)
+        except errors.ApplicationError as exc:
+            result["error"] = error_text(exc)
+        return result
 
     def _get_or_redirect(self, request, object_id):
         obj = self.get_object(request, unquote(object_id))
@@ -459,6 +550,25 @@ class CampaignAdmin(admin.ModelAdmin):
             form = ScheduleForm(initial=ScheduleForm.initial_for(campaign))
         return self._schedule_page(request, form, [campaign])
 
+    def recipient_count_view(self, request, object_id):
+        """The audience panel's live count: the four choices as a query string in, {"count"} out."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        campaign, redirect = self._get_or_redirect(request, object_id)
+        if redirect:
+            return redirect
+        audience = {key: request.GET.getlist(key) for key in AUDIENCE_KEYS}
+        return JsonResponse(
+            {"count": selectors.audience_recipient_count(workspace=campaign.workspace, audience=audience)}
+        )
+
+    def schedule_preview_view(self, request, object_id=None):
+        """The schedule form's live echo: the form's fields as a query string in, the next runs or the
+        service's errors in words out (JSON). Reads only; the form's own POST is what schedules."""
+        if not self._action_allowed(request, "schedule"):
+            raise PermissionDenied
+        return JsonResponse(ScheduleForm(request.GET).preview())
+
     def _schedule_page(self, request, form, campaigns, *, from_changelist: bool = False):
         context = {
             **self.admin_site.each_context(request),
@@ -468,6 +578,9 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaigns": campaigns,
             "from_changelist": from_changelist,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "preview_url": reverse("admin:campaigns_campaign_schedule_preview", args=[campaigns[0].pk]),
+            # After a refused POST the echo shows at once; otherwise the page's script asks for it.
+            "preview": form.preview() if form.is_bound else None,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/schedule.html", context)
 

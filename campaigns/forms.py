@@ -1,12 +1,13 @@
 """Admin forms for campaigns. They parse what an operator typed and hand it to the same services the API
 calls; every refusal of a service comes back as an error on the form, never as a server error."""
 
-from datetime import datetime
-from zoneinfo import available_timezones
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 
-from campaigns import services
+from audience.models import Label, Segment
+from campaigns import scheduling, services
 from campaigns.models import AUDIENCE_KEYS, Campaign, default_tracking
 from common import errors
 
@@ -42,15 +43,47 @@ def timezone_choices() -> list[tuple[str, str]]:
     return [("UTC", "UTC"), *[(zone, zone) for zone in zones]]
 
 
+def grouped_timezone_choices() -> list:
+    """The IANA zones grouped by their area ("Asia", "America", ...) for a picker an operator can scan;
+    zones without an area ("Japan", "EST5EDT": legacy aliases) go last under "Other"."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for zone, _ in timezone_choices()[1:]:
+        area, _, place = zone.partition("/")
+        groups.setdefault(area if place else "Other", []).append((zone, zone))
+    other = groups.pop("Other", [])
+    return [("UTC", "UTC"), *sorted(groups.items()), ("Other", other)]
+
+
+def describe_instant(instant: datetime, zone: str) -> str:
+    """ "Tue 1 Dec 2026 09:00 Asia/Jakarta = 02:00 UTC" (the UTC date too when it differs)."""
+    local, utc = instant.astimezone(ZoneInfo(zone)), instant.astimezone(UTC)
+    text = f"{local:%a} {local.day} {local:%b %Y %H:%M} {zone}"
+    if zone == "UTC":
+        return text
+    same_day = local.date() == utc.date()
+    return f"{text} = {utc:%H:%M} UTC" if same_day else f"{text} = {utc:%a} {utc.day} {utc:%b %H:%M} UTC"
+
+
 class CampaignForm(forms.ModelForm):
     """Add and change form. The service is the only writer and the only judge of the rules (template syntax,
     ids of this workspace, a scheduled campaign must stay ready, status must be editable), so it is called as
     the last step of validation: a refusal becomes an error on the page the operator typed into, and the
     admin's request transaction still wraps the write. `save()` returns the campaign the service stored."""
 
-    audience = forms.JSONField(
-        required=False,
-        help_text="{" + ", ".join(f'"{key}": [ids]' for key in AUDIENCE_KEYS) + "}; empty selects no one.",
+    # The audience by name: four multiple choices instead of the JSON of ids the API takes. On the add page
+    # the workspace is not chosen yet, so every workspace's labels are offered with its name, and the service
+    # refuses another workspace's (an error on the field, as in the API).
+    include_labels = forms.ModelMultipleChoiceField(
+        queryset=Label.objects.select_related("workspace"), required=False, help_text="Anyone with any of these labels."
+    )
+    include_segments = forms.ModelMultipleChoiceField(
+        queryset=Segment.objects.select_related("workspace"), required=False, help_text="Or in any of these segments."
+    )
+    exclude_labels = forms.ModelMultipleChoiceField(
+        queryset=Label.objects.select_related("workspace"), required=False, help_text="Except anyone with these labels."
+    )
+    exclude_segments = forms.ModelMultipleChoiceField(
+        queryset=Segment.objects.select_related("workspace"), required=False, help_text="Or in these segments."
     )
     tracking = forms.JSONField(required=False, help_text='{"opens": true, "clicks": true}; empty resets both to on.')
 
@@ -69,12 +102,14 @@ class CampaignForm(forms.ModelForm):
             "template",
             "html",
             "text",
-            "audience",
             "tracking",
         ]
 
-    # Fields the services take, in the shape they take them (see `_service_value`).
+    # Fields the services take, in the shape they take them (see `_service_value`); and `audience`, built
+    # from the four choices of AUDIENCE_KEYS.
     SERVICE_FIELDS = tuple(name for name in Meta.fields if name != "workspace")
+    # The service's error keys of the audience, and the field each lands on.
+    AUDIENCE_FIELD_MAP = {f"audience.{key}": key for key in AUDIENCE_KEYS}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -83,16 +118,24 @@ class CampaignForm(forms.ModelForm):
             workspace = self.instance.workspace
             if "template" in self.fields:
                 self.fields["template"].queryset = self.fields["template"].queryset.filter(workspace=workspace)
-            if "labels" in self.fields:
-                self.fields["labels"].queryset = self.fields["labels"].queryset.filter(workspace=workspace)
+            for name in ("labels", *AUDIENCE_KEYS):
+                if name in self.fields:
+                    self.fields[name].queryset = self.fields[name].queryset.filter(workspace=workspace)
+            audience = self.instance.audience if isinstance(self.instance.audience, dict) else {}
+            for key in AUDIENCE_KEYS:
+                if key in self.fields:
+                    self.fields[key].initial = [str(value) for value in audience.get(key) or []]
+        else:
+            for key in AUDIENCE_KEYS:
+                if key in self.fields:
+                    self.fields[key].label_from_instance = lambda item: f"{item.workspace.name}: {item.name}"
         self.campaign: Campaign | None = None
 
-    # The JSON is handed to the service as typed: its shape and defaults are the service's rules
-    # (campaign_audience_clean, campaign_tracking_clean), the same the API's requests meet. An empty box
-    # is the form's own shorthand: no audience, or tracking back to its defaults.
-    def clean_audience(self):
-        value = self.cleaned_data.get("audience")
-        return {} if value in (None, "") else value
+    def _audience_fields(self) -> list[str]:
+        return [key for key in AUDIENCE_KEYS if key in self.fields]
+
+    # The tracking JSON is handed to the service as typed: its shape and defaults are the service's rules
+    # (campaign_tracking_clean), the same the API's requests meet. An empty box resets it to its defaults.
 
     def clean_tracking(self):
         value = self.cleaned_data.get("tracking")
@@ -104,7 +147,9 @@ class CampaignForm(forms.ModelForm):
             return value.pk if value is not None else None
         if name == "labels":
             return [label.pk for label in value]
-        if name in ("audience", "tracking"):
+        if name == "audience":
+            return {key: [str(item.pk) for item in self.cleaned_data.get(key) or []] for key in AUDIENCE_KEYS}
+        if name == "tracking":
             return value
         if name == "name":
             return value.strip()
@@ -115,11 +160,16 @@ class CampaignForm(forms.ModelForm):
         if self.errors:
             return
         try:
+            editable = [name for name in self.SERVICE_FIELDS if name in self.fields]
+            if self._audience_fields():
+                editable.append("audience")
             if self.instance._state.adding:
-                fields = {name: self._service_value(name) for name in self.SERVICE_FIELDS if name in self.fields}
+                fields = {name: self._service_value(name) for name in editable}
                 self.campaign = services.campaign_create(workspace=self.cleaned_data["workspace"], fields=fields)
             else:
-                changed = [name for name in self.SERVICE_FIELDS if name in self.changed_data]
+                changed = [name for name in editable if name in self.changed_data]
+                if set(self._audience_fields()) & set(self.changed_data):
+                    changed.append("audience")
                 if not changed:
                     self.campaign = self.instance
                     return
@@ -129,7 +179,7 @@ class CampaignForm(forms.ModelForm):
                     fields={name: self._service_value(name) for name in changed},
                 )
         except errors.ApplicationError as exc:
-            add_service_error(self, exc)
+            add_service_error(self, exc, field_map=self.AUDIENCE_FIELD_MAP)
 
     def save(self, commit=True):
         if self.errors or self.campaign is None:
@@ -157,7 +207,7 @@ class ScheduleForm(forms.Form):
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         help_text="Wall-clock time in the time zone below.",
     )
-    timezone = forms.ChoiceField(choices=timezone_choices, initial="UTC", label="Time zone")
+    timezone = forms.ChoiceField(choices=grouped_timezone_choices, initial="UTC", label="Time zone")
     frequency = forms.ChoiceField(
         required=False,
         choices=[("", "---------"), ("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
@@ -223,14 +273,26 @@ class ScheduleForm(forms.Form):
                 end_date=config.get("end_date"),
             )
         elif campaign.scheduled_at:
-            from zoneinfo import ZoneInfo
-
             local = campaign.scheduled_at.astimezone(ZoneInfo(initial["timezone"]))
             initial.update(schedule_type="scheduled", date=local.date(), time=local.strftime("%H:%M"))
         if campaign.send_time_optimization:
             initial["sto_window_hours"] = campaign.send_time_optimization.get("window_hours")
         initial["recipient_local_time"] = campaign.recipient_local_time
         return initial
+
+    def preview(self, *, now: datetime | None = None) -> dict:
+        """What the schedule will do, before it is saved: {"ok", "runs": [text of the next five runs (one for
+        a one-off schedule)], "errors": {field: [messages]}}. The runs come from the same rules the service
+        stores the schedule with (`schedule_parse`, campaigns.scheduling), so what is shown is what runs."""
+        if not self.is_valid():
+            return {"ok": False, "runs": [], "errors": {f: [str(m) for m in msgs] for f, msgs in self.errors.items()}}
+        request = self.schedule_request
+        zone = request.timezone_name or "UTC"
+        if request.recurring is not None:
+            runs = scheduling.upcoming_runs(config=request.recurring, now=now, anchor=request.anchor)
+        else:
+            runs = [request.scheduled_at]
+        return {"ok": True, "runs": [describe_instant(run, zone) for run in runs], "errors": {}}
 
     def groups(self) -> list[tuple[str, list]]:
         return [

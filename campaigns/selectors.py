@@ -1,17 +1,18 @@
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
-from audience.models import Contact
+from audience.models import Contact, Label, Segment
 from audience.selectors import audience_sendable
-from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
 from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
-from campaigns.scheduling import RecurringConfig, upcoming_runs
+from campaigns.scheduling import RecurringConfig, next_runs, upcoming_runs
 from common import errors
 from common.addresses import domain_of
 from common.rendering import contact_context
@@ -310,3 +311,162 @@ def campaign_preview(*, workspace: Workspace, campaign: Campaign, contact_id=Non
 
 def campaign_recipient_count(*, workspace: Workspace, campaign: Campaign) -> int:
     return campaign_recipients(workspace=workspace, campaign=campaign).count()
+
+
+def audience_recipient_count(*, workspace: Workspace, audience: dict) -> int:
+    """Sendable contacts of an audience not saved yet (the admin's live count while an operator picks
+    labels and segments); ids of another workspace, or not ids at all, select no one."""
+    return audience_sendable(workspace=workspace, **{key: audience.get(key) or [] for key in AUDIENCE_KEYS}).count()
+
+
+def campaign_audience_summary(*, workspace: Workspace, campaign: Campaign) -> dict:
+    """The audience as names an operator recognises, with the sendable recipient count now: {"include_labels":
+    ["customers"], ..., "unknown": n (ids no longer in the workspace), "count": n}. Two name queries and one
+    count, whatever the size of the audience."""
+    audience = campaign.audience or {}
+    wanted = {key: [str(value) for value in audience.get(key) or []] for key in AUDIENCE_KEYS}
+    label_ids = wanted["include_labels"] + wanted["exclude_labels"]
+    segment_ids = wanted["include_segments"] + wanted["exclude_segments"]
+    names = {}
+    for model, ids in ((Label, label_ids), (Segment, segment_ids)):
+        valid = [value for value in ids if _is_uuid(value)]
+        rows = model.objects.filter(workspace=workspace, pk__in=valid).values_list("pk", "name")
+        names.update({str(pk): name for pk, name in rows})
+    summary: dict = {key: [names[value] for value in ids if value in names] for key, ids in wanted.items()}
+    summary["unknown"] = sum(1 for ids in wanted.values() for value in ids if value not in names)
+    summary["count"] = campaign_recipient_count(workspace=workspace, campaign=campaign)
+    return summary
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def campaign_preview_contacts(*, workspace: Workspace, campaign: Campaign, limit: int = 50) -> list[Contact]:
+    """Contacts to offer in the preview's chooser: the first recipients by email (the audience may be empty,
+    then the workspace's first contacts)."""
+    recipients = list(campaign_recipients(workspace=workspace, campaign=campaign).order_by("email")[:limit])
+    return recipients or list(Contact.objects.filter(workspace=workspace).order_by("email")[:limit])
+
+
+# --- The operators' home page (docs/decisions/090-operators-admin.md) -------------------------------------
+
+TIMELINE_DAYS = 7
+
+
+def campaigns_in_progress(*, workspace: Workspace, now: datetime | None = None) -> list[dict]:
+    """Sending and paused campaigns with their latest run's progress and a projected finish: the later of
+    the last planned send time still ahead (STO and local time spread a run) and the time the pending
+    recipients take at the rate the run has kept since it launched. None while there is no rate yet."""
+    now = now or timezone.now()
+    campaigns = list(
+        Campaign.objects.filter(
+            workspace=workspace, status__in=[Campaign.Status.SENDING, Campaign.Status.PAUSED]
+        ).order_by("next_run_at", "name")
+    )
+    latest = _latest_runs(campaigns)
+    result = []
+    for campaign in campaigns:
+        run = latest.get(campaign.pk)
+        progress = _progress(run)
+        result.append(
+            {
+                "campaign": campaign,
+                "run": run,
+                "progress": progress,
+                "projected_finish_at": _projected_finish(run, progress, now=now)
+                if campaign.status == Campaign.Status.SENDING
+                else None,
+            }
+        )
+    return result
+
+
+def _projected_finish(run: CampaignRun | None, progress: dict, *, now: datetime) -> datetime | None:
+    if run is None or not progress["total"]:
+        return None
+    if not progress["pending"]:
+        return run.finished_at or now
+    last_planned = (
+        Delivery.objects.filter(run=run).exclude(status__in=Delivery.FINAL).aggregate(last=Max("send_at"))["last"]
+    )
+    done = progress["total"] - progress["pending"]
+    by_rate = None
+    if run.launched_at and done:
+        elapsed = (now - run.launched_at).total_seconds()
+        by_rate = now + timedelta(seconds=elapsed * progress["pending"] / done)
+    candidates = [value for value in (last_planned, by_rate) if value is not None]
+    return max(candidates) if candidates else None
+
+
+def campaign_timeline(*, workspace: Workspace, now: datetime | None = None, days: int = TIMELINE_DAYS) -> list[dict]:
+    """Every send of the workspace's scheduled campaigns due in the next `days` days, oldest first:
+    {"campaign", "at" (the run's start), "until" (the end of its spread, or None), "spread" (why it is
+    spread: "sto", "local_time" or ""), "recipients"}. Recurring runs come from the same rules as the
+    campaign's `upcoming_runs`; the spread of a local-time run is that of the next run's send plan."""
+    now = now or timezone.now()
+    end = now + timedelta(days=days)
+    entries = []
+    for campaign in Campaign.objects.filter(
+        workspace=workspace, status=Campaign.Status.SCHEDULED, next_run_at__lt=end
+    ).order_by("next_run_at"):
+        runs = _runs_between(campaign, now=now, end=end)
+        if not runs:
+            continue
+        recipients = campaign_recipient_count(workspace=workspace, campaign=campaign)
+        spread, before, after = "", timedelta(0), timedelta(0)
+        if campaign.recipient_local_time:
+            hours = sorted(campaign_send_plan(workspace=workspace, campaign=campaign, sample_size=0)["per_hour"])
+            if hours:
+                first_start = _parse_hour(hours[0])
+                spread = "local_time"
+                before = first_start - runs[0]
+                after = _parse_hour(hours[-1]) + timedelta(hours=1) - runs[0]
+        if campaign.send_time_optimization:
+            spread = "sto"
+            after = max(after, timedelta(hours=campaign.send_time_optimization.get("window_hours") or 0))
+        for at in runs:
+            entries.append(
+                {
+                    "campaign": campaign,
+                    "at": at + before,
+                    "until": at + after if spread else None,
+                    "spread": spread,
+                    "recipients": recipients,
+                }
+            )
+    return sorted(entries, key=lambda entry: (entry["at"], entry["campaign"].name))
+
+
+def _runs_between(campaign: Campaign, *, now: datetime, end: datetime) -> list[datetime]:
+    if campaign.schedule_type == Campaign.ScheduleType.RECURRING and campaign.recurring_config:
+        config = RecurringConfig.from_dict(campaign.recurring_config)
+        # A daily schedule has at most `days` + 1 runs in the window; an hourly one does not exist.
+        runs = next_runs(
+            config=config, after=now - timedelta(seconds=1), count=TIMELINE_DAYS * 4, anchor=campaign.recurring_anchor
+        )
+        due = [campaign.next_run_at] if campaign.next_run_at and campaign.next_run_at < now else []
+        return due + [run for run in runs if run < end]
+    if campaign.scheduled_at:
+        return [campaign.scheduled_at] if campaign.scheduled_at < end else []
+    return [campaign.next_run_at] if campaign.next_run_at else []
+
+
+def _parse_hour(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def campaign_recent_problems(*, workspace: Workspace, now: datetime | None = None, days: int = 7) -> dict:
+    """What needs an operator's eye: runs that failed or were missed in the last `days` days, and the
+    campaigns on pause."""
+    since = (now or timezone.now()) - timedelta(days=days)
+    runs = CampaignRun.objects.filter(workspace=workspace, due_at__gte=since).select_related("campaign")
+    return {
+        "failed_runs": list(runs.filter(status=CampaignRun.Status.FAILED).order_by("-due_at")[:20]),
+        "missed_runs": list(runs.filter(status=CampaignRun.Status.MISSED).order_by("-due_at")[:20]),
+        "paused": list(Campaign.objects.filter(workspace=workspace, status=Campaign.Status.PAUSED).order_by("name")),
+    }

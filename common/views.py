@@ -1,12 +1,12 @@
 """Ops endpoints: /healthz says the process is up, /readyz checks database and Redis."""
 
-import time
-
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
+
+from common.tasks import heartbeat_age_seconds
 
 
 @require_GET
@@ -33,15 +33,8 @@ def readyz(request):
     body = {"status": "ok" if ready else "unavailable", "checks": checks}
     if ready:
         # Informational, not a readiness gate: web can serve while workers restart.
-        body["workers_last_heartbeat_seconds_ago"] = _heartbeat_age(client)
+        body["workers_last_heartbeat_seconds_ago"] = heartbeat_age_seconds(client)
     return JsonResponse(body, status=200 if ready else 503)
-
-
-def _heartbeat_age(client) -> float | None:
-    from common.tasks import HEARTBEAT_KEY
-
-    value = client.get(HEARTBEAT_KEY)
-    return round(time.time() - float(value), 1) if value else None
 
 
 def api_not_found(request, exception=None):

@@ -22,10 +22,6 @@ urlpatterns = [
     path("t/", include("delivery.urls")),
 ]
 
-admin.site.site_header = "mailsched"
-admin.site.site_title = "mailsched admin"
-admin.site.index_title = "Campaigns, audience and delivery"
-
 
 def handler404(request, exception):
     # Unknown API paths get the JSON envelope; everything else Django's normal page.

@@ -188,6 +188,23 @@ def bulk_queue_length() -> int:
         return 0
 
 
+def queue_depths() -> dict[str, int | None]:
+    """Tasks waiting in each of the project's queues (CELERY_TASK_QUEUES_NAMES), for the operators' home
+    page; None for all of them when Redis cannot answer, so the page says so instead of showing zeros."""
+    names = list(settings.CELERY_TASK_QUEUES_NAMES)
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for name in names:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(name + suffix)
+        lengths = pipe.execute()
+    except Exception:  # noqa: BLE001 - a page that reports on Redis must not fail with it
+        logger.warning("Cannot read the queue lengths", exc_info=True)
+        return dict.fromkeys(names)
+    step = len(_PRIORITY_SUFFIXES)
+    return {name: sum(lengths[i * step : (i + 1) * step]) for i, name in enumerate(names)}
+
+
 def remember(key: str, seconds: int) -> bool:
     """SET NX with expiry: True the first time within `seconds` (or when Redis cannot answer)."""
     try:

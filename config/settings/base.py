@@ -32,7 +32,7 @@ DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.MailschedAdminConfig",  # django.contrib.admin with the operators' home page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -217,9 +217,7 @@ DELIVERY_BULK_QUEUE_MAX_BATCHES = int(os.environ.get("DELIVERY_BULK_QUEUE_MAX_BA
 # A delivery, launch or fan-out enqueued this long ago and still not picked up is enqueued again (its
 # task was lost with Redis). Duplicates are harmless: every task re-checks its rows' state.
 DELIVERY_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_REENQUEUE_AFTER_SECONDS", "120"))
-DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = int(
-    os.environ.get("DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS", "120")
-)
+DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_LAUNCH_REENQUEUE_AFTER_SECONDS", "120"))
 DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS = int(os.environ.get("DELIVERY_FANOUT_REENQUEUE_AFTER_SECONDS", "60"))
 # Contacts read and Delivery rows written per round trip of the fan-out.
 DELIVERY_FANOUT_CHUNK_SIZE = int(os.environ.get("DELIVERY_FANOUT_CHUNK_SIZE", "5000"))
@@ -247,9 +245,9 @@ DELIVERY_RETRY_MAX_SECONDS = int(os.environ.get("DELIVERY_RETRY_MAX_SECONDS", "3
 DELIVERY_CONNECT_RETRY_SECONDS = int(os.environ.get("DELIVERY_CONNECT_RETRY_SECONDS", "60"))
 # Throttling (a Redis token bucket): messages per second per workspace, and per recipient domain as JSON,
 # e.g. DELIVERY_RATE_PER_DOMAIN='{"gmail.com": 50, "default": 200}'. Unset means unlimited.
-DELIVERY_RATE_PER_WORKSPACE = float(os.environ["DELIVERY_RATE_PER_WORKSPACE"]) if os.environ.get(
-    "DELIVERY_RATE_PER_WORKSPACE"
-) else None
+DELIVERY_RATE_PER_WORKSPACE = (
+    float(os.environ["DELIVERY_RATE_PER_WORKSPACE"]) if os.environ.get("DELIVERY_RATE_PER_WORKSPACE") else None
+)
 DELIVERY_RATE_PER_DOMAIN = json.loads(os.environ.get("DELIVERY_RATE_PER_DOMAIN") or "{}")
 DELIVERY_THROTTLE_BURST_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_BURST_SECONDS", "1.0"))
 DELIVERY_THROTTLE_MAX_WAIT_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_MAX_WAIT_SECONDS", "2.0"))
@@ -335,7 +333,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "mailsched API",
     "DESCRIPTION": (
         "Campaign scheduling and delivery engine. Authenticate with `Authorization: Bearer <key>`. "
-        "Every error answers with the envelope `{\"error\": {\"code\", \"message\", \"details\"}}`."
+        'Every error answers with the envelope `{"error": {"code", "message", "details"}}`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.messages import get_messages
 
 from campaigns import services
-from campaigns.models import Campaign, CampaignRun
+from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun
 from tests.factories import CampaignFactory, CampaignRunFactory, LabelFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,7 @@ def _change_form_data(campaign, **overrides) -> dict:
         "template": "",
         "html": campaign.html,
         "text": campaign.text,
-        "audience": json.dumps(campaign.audience),
+        **{key: campaign.audience.get(key, []) for key in AUDIENCE_KEYS},
         "tracking": json.dumps(campaign.tracking),
     }
     data.update(overrides)
@@ -152,7 +152,7 @@ def test_campaign_is_created_in_the_admin_as_a_draft(admin_client, workspace, cu
             "subject": "Hi",
             "from_email": "news@mail.example.com",
             "html": "<p>Hi</p>",
-            "audience": json.dumps({"include_labels": [str(customers.pk)]}),
+            "include_labels": [str(customers.pk)],
             "tracking": json.dumps({"opens": False}),
         },
     )
@@ -172,12 +172,12 @@ def test_audience_label_of_another_workspace_is_a_form_error(admin_client, works
         {
             "workspace": str(workspace.pk),
             "name": "Launch",
-            "audience": json.dumps({"include_labels": [str(foreign.pk)]}),
+            "include_labels": [str(foreign.pk)],
             "tracking": "",
         },
     )
     assert response.status_code == 200
-    assert "Unknown label ids" in response.context["adminform"].form.errors["audience"][0]
+    assert "Unknown label ids" in response.context["adminform"].form.errors["include_labels"][0]
     assert not Campaign.objects.exists()
 
 
@@ -187,11 +187,11 @@ def test_malformed_audience_is_a_form_error(admin_client, workspace):
         {
             "workspace": str(workspace.pk),
             "name": "Launch",
-            "audience": json.dumps({"include_labels": ["nope"]}),
+            "include_labels": ["nope"],
         },
     )
     assert response.status_code == 200
-    assert "UUID" in response.context["adminform"].form.errors["audience"][0]
+    assert "not a valid UUID" in response.context["adminform"].form.errors["include_labels"][0]
 
 
 def test_template_syntax_error_is_a_form_error_on_the_field(admin_client, ready_campaign):

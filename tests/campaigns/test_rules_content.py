@@ -94,7 +94,7 @@ def test_emptying_a_scheduled_campaigns_body_is_refused_alike(api, admin_client,
         "from_email": ready_campaign.from_email,
         "html": "",
         "text": "",
-        "audience": json.dumps(ready_campaign.audience),
+        **ready_campaign.audience,
         "tracking": json.dumps(ready_campaign.tracking),
     }
     via_admin = admin_client.post(f"/admin/campaigns/campaign/{ready_campaign.pk}/change/", form)

@@ -122,7 +122,7 @@ def test_the_admin_edits_and_deletes_exactly_where_the_table_allows(admin_client
         "from_email": campaign.from_email,
         "html": campaign.html,
         "text": campaign.text,
-        "audience": json.dumps(campaign.audience),
+        **campaign.audience,
         "tracking": json.dumps(campaign.tracking),
     }
     edit = admin_client.post(f"{CHANGELIST}{campaign.pk}/change/", form)
