@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -70,16 +70,29 @@ def campaign_get(*, workspace: Workspace, campaign_id) -> Campaign:
     return campaign
 
 
-def campaign_recipients(*, workspace: Workspace, campaign: Campaign) -> QuerySet:
-    """The campaign's sendable recipients now, in one SQL query (docs/architecture.md#delivery-engine)."""
+def campaign_recipients(
+    *, workspace: Workspace, campaign: Campaign, run: CampaignRun | None = None, only_new: bool | None = None
+) -> QuerySet:
+    """The campaign's sendable recipients now, in one SQL query (docs/architecture.md#delivery-engine).
+
+    With `only_new_recipients`, minus every contact an earlier run of the campaign reached (a delivery
+    `sent`): an anti-join in the same query, so it costs one pass over the campaign's deliveries at any
+    audience size. `run` is the run being fanned out (its own rows are not "earlier"); readiness
+    passes `only_new=False` (a campaign whose audience has all been reached is still a valid campaign)."""
     audience = campaign.audience or {}
-    return audience_sendable(
+    recipients = audience_sendable(
         workspace=workspace,
         include_labels=audience.get("include_labels", []),
         exclude_labels=audience.get("exclude_labels", []),
         include_segments=audience.get("include_segments", []),
         exclude_segments=audience.get("exclude_segments", []),
     )
+    if campaign.only_new_recipients if only_new is None else only_new:
+        reached = Delivery.objects.filter(campaign=campaign, contact_id=OuterRef("pk"), status=Delivery.Status.SENT)
+        if run is not None:
+            reached = reached.exclude(run=run)
+        recipients = recipients.exclude(Exists(reached))
+    return recipients
 
 
 def campaign_message_content(*, campaign: Campaign) -> MessageContent:
@@ -144,7 +157,7 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
         else:
             key = json.dumps(audience, sort_keys=True)
             if key not in audience_ok:
-                audience_ok[key] = campaign_recipients(workspace=workspace, campaign=campaign).exists()
+                audience_ok[key] = campaign_recipients(workspace=workspace, campaign=campaign, only_new=False).exists()
             if not audience_ok[key]:
                 missing.append("audience")
         summaries[campaign.pk] = {
@@ -176,9 +189,15 @@ def _latest_runs(campaigns: list[Campaign]) -> dict:
 
 def _progress(run: CampaignRun | None) -> dict:
     if run is None:
-        return {"total": 0, "sent": 0, "failed": 0, "pending": 0}
-    ended = run.sent + run.failed + run.skipped
-    return {"total": run.total, "sent": run.sent, "failed": run.failed, "pending": max(run.total - ended, 0)}
+        return {"total": 0, "sent": 0, "failed": 0, "cancelled": 0, "pending": 0}
+    ended = run.sent + run.failed + run.skipped + run.cancelled
+    return {
+        "total": run.total,
+        "sent": run.sent,
+        "failed": run.failed,
+        "cancelled": run.cancelled,
+        "pending": max(run.total - ended, 0),
+    }
 
 
 def campaign_upcoming_runs(*, campaign: Campaign, now: datetime | None = None) -> list[datetime]:

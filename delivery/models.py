@@ -67,6 +67,8 @@ class Delivery(models.Model):
     # Set by the lease reaper (delivery.engine) on a message that was in flight when its worker died: it
     # may have reached the recipient already, so a resend may be a duplicate (docs/architecture.md#delivery-engine).
     possible_duplicate = models.BooleanField(default=False)
+    # Of a sandbox run: rendered and marked like any other, never handed to the mail server.
+    sandbox = models.BooleanField(default=False)
 
     class Meta:
         verbose_name_plural = "deliveries"

@@ -68,6 +68,12 @@ def compose(
     )
 
 
+def dry_run(message: OutgoingMessage) -> None:
+    """A sandbox message: built to the last byte as hand_off would build it (so a sandbox run finds the
+    same problems a live one would), then dropped (docs/decisions/061)."""
+    message.blueprint.build(message.envelope)
+
+
 def hand_off(transport: Transport, message: OutgoingMessage) -> None:
     """Raises delivery.transport.SendError."""
     if transport.raw_capable:

@@ -35,7 +35,9 @@ from django.utils import timezone
 
 from audience.models import Contact, Suppression, normalize_email
 from audience.services import contact_suppress
+from common.quiet_hours import quiet_hours_release
 from common.rendering import TemplateBudgetExceeded, TemplateRenderError
+from common.timezones import is_valid_timezone
 from delivery import selectors, sending, signals, tracking
 from delivery.mime import HeaderInjection
 from delivery.models import Delivery, Event
@@ -152,6 +154,11 @@ def _event_select(*, source: str, occurred_at: datetime, flags: tuple[str, ...] 
         f"WHEN status = 'queued' THEN {build}('reason', error, 'retry_at', {retry_at}{flag_sql}) "
         f"ELSE {build}('reason', error{flag_sql}) END"
     )
+    # Every event of a sandbox delivery says so (docs/decisions/061).
+    if _is_postgres():
+        data = f"({data}) || CASE WHEN sandbox THEN jsonb_build_object('sandbox', true) ELSE '{{}}'::jsonb END"
+    else:
+        data = f"json_patch({data}, CASE WHEN sandbox THEN json_object('sandbox', json('true')) ELSE '{{}}' END)"
     sql = (
         f"SELECT workspace_id, CASE status {cases} END, COALESCE(sent_at, %s), email, message_id, id, "
         "campaign_id, run_id, "
@@ -166,7 +173,7 @@ def update_with_events(
 ) -> list:
     """UPDATE deliveries and write one event per changed row, atomically. Returns [(id, status)]."""
     now = timezone.now()
-    returning = "id, status, workspace_id, email, message_id, run_id, campaign_id, error, send_at, sent_at"
+    returning = "id, status, workspace_id, email, message_id, run_id, campaign_id, error, send_at, sent_at, sandbox"
     update = f"UPDATE {_TABLE} SET {set_sql} WHERE {where_sql} RETURNING {returning}"
     with transaction.atomic(), connection.cursor() as cursor:
         if _is_postgres():
@@ -226,7 +233,7 @@ class _Batch:
         )
         relaxed = self._relax_commit_durability()
         try:
-            sendable = self._skip_suppressed(rows)
+            sendable = self._apply_policies(self._skip_suppressed(rows))
             if sendable:
                 self._send_all(sendable)
         finally:
@@ -306,6 +313,41 @@ class _Batch:
             self._count(row, "skipped")
         return sendable
 
+    def _apply_policies(self, rows: list[Delivery]) -> list[Delivery]:
+        """The run's scheduling policies at send time (docs/decisions/060), on the claimed rows: a row later
+        than max_lateness_minutes past its send time (a long worker outage, a queue paused for hours) is
+        cancelled as missed; a row whose recipient is inside the quiet hours now (a resume at night) is held
+        until they end. Returns the rows that may go now."""
+        if not rows:
+            return rows
+        policies = run_source().policies({row.run_id for row in rows})
+        if not policies:
+            return rows
+        now = timezone.now()
+        go: list[Delivery] = []
+        held: dict[datetime, list[Delivery]] = defaultdict(list)
+        for row in rows:
+            policy = policies.get(row.run_id)
+            if policy is None:
+                go.append(row)
+                continue
+            lateness = policy.max_lateness_minutes
+            if lateness is not None and now - row.send_at > timedelta(minutes=lateness):
+                late = int((now - row.send_at).total_seconds() // 60)
+                error = f"missed: {late} minutes after its send time (max_lateness_minutes is {lateness})"
+                self._end(row, S.QUEUED, S.CANCELLED, error=error, counter="cancelled")
+                continue
+            zone = row.contact.timezone if row.contact is not None else ""
+            zone = zone if zone and is_valid_timezone(zone) else row.workspace.timezone
+            release = quiet_hours_release(quiet=policy.quiet_hours, instant=now, zone_name=zone)
+            if release is not None:
+                held[release].append(row)
+                continue
+            go.append(row)
+        for release, group in held.items():
+            self._defer(group, delay=0, until=release, error="held: quiet hours")
+        return go
+
     # --- the send loop --------------------------------------------------------------------------------
 
     def _send_all(self, rows: list[Delivery]) -> None:
@@ -314,9 +356,11 @@ class _Batch:
         # A run whose message ran out of its render budget (docs/decisions/018) would spend it again for each
         # of its rows: the rest of them in this batch fail with the same reason, unrendered.
         spent: dict = {}
-        transport = Transport()
+        # A batch of sandbox rows only never opens a connection: nothing of theirs reaches a mail server.
+        transport = Transport() if any(not row.sandbox for row in rows) else None
         try:
-            transport.open()
+            if transport is not None:
+                transport.open()
         except SendError as exc:
             logger.warning("Mail server unreachable, %d deliveries requeued: %s", len(rows), exc)
             self._defer(rows, delay=delivery_setting("DELIVERY_CONNECT_RETRY_SECONDS"), error=str(exc))
@@ -356,7 +400,7 @@ class _Batch:
                 except HeaderInjection as exc:
                     self._end(row, S.QUEUED, S.FAILED, error=f"refused: {exc}")
                     continue
-                wait = self._admit(row)
+                wait = 0.0 if row.sandbox else self._admit(row)
                 if wait:
                     self._defer(rows[index:], delay=wait, error="")
                     return
@@ -364,7 +408,8 @@ class _Batch:
                     continue
                 self._send_one(transport, row, message)
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
 
     def _admit(self, row: Delivery) -> float:
         """0 when the throttle lets this message go now, else how long to requeue the rest for. Short
@@ -388,10 +433,13 @@ class _Batch:
         # Not marked: our lease was lost (expired and re-claimed) or the row was ended meanwhile.
         return marked.get(row.id) == S.SENDING
 
-    def _send_one(self, transport: Transport, row: Delivery, message: sending.OutgoingMessage) -> None:
+    def _send_one(self, transport: Transport | None, row: Delivery, message: sending.OutgoingMessage) -> None:
         attempts = row.attempts + 1
         try:
-            sending.hand_off(transport, message)
+            if row.sandbox:
+                sending.dry_run(message)
+            else:
+                sending.hand_off(transport, message)
         except SendError as exc:
             if exc.permanent and exc.recipient_fault:
                 self._end(row, S.SENDING, S.BOUNCED, error=str(exc), counter="bounced")
@@ -428,11 +476,12 @@ class _Batch:
         setattr(self.result, counter, getattr(self.result, counter) + 1)
         self.run_counts[row.run_id]["failed" if counter == "bounced" else counter] += 1
 
-    def _defer(self, rows: list[Delivery], *, delay: float, error: str) -> None:
-        """Give claimed, never attempted rows back: queued, unleased, due again after `delay`. Not an
-        event: nothing was attempted (a throttle wait or an unreachable server is ours, not the message's)."""
+    def _defer(self, rows: list[Delivery], *, delay: float, error: str, until: datetime | None = None) -> None:
+        """Give claimed, never attempted rows back: queued, unleased, due again after `delay` (or at
+        `until`). Not an event: nothing was attempted (a throttle wait, an unreachable server or quiet
+        hours are ours, not the message's)."""
         self._flush()
-        send_at = timezone.now() + timedelta(seconds=delay)
+        send_at = until or timezone.now() + timedelta(seconds=delay)
         ids = [row.id for row in rows]
         sql = f"""UPDATE {_TABLE} SET lease_until = NULL, enqueued_at = NULL, send_at = %s, error = %s
                   WHERE id IN ({_placeholders(len(ids))}) AND status = %s AND lease_until = %s"""
@@ -561,13 +610,20 @@ class DeliveryWriter:
 
     VARYING = ("contact_id", "email", "send_at", "send_reason")
 
-    def __init__(self, *, workspace_id: UUID, run_id: UUID, campaign_id: UUID):
+    def __init__(self, *, workspace_id: UUID, run_id: UUID, campaign_id: UUID, sandbox: bool = False):
         self.workspace_id, self.run_id, self.campaign_id = workspace_id, run_id, campaign_id
+        self.sandbox = sandbox
         # A run with no rows yet (the usual first attempt, under the fan-out's per-run lock) can COPY
         # straight into the table; a re-run after a crash must skip the rows the first attempt wrote.
         self.fresh = not Delivery.objects.filter(run_id=run_id).exists()
         self.written = 0
-        fixed = {"workspace_id": workspace_id, "run_id": run_id, "campaign_id": campaign_id, "status": S.QUEUED}
+        fixed = {
+            "workspace_id": workspace_id,
+            "run_id": run_id,
+            "campaign_id": campaign_id,
+            "status": S.QUEUED,
+            "sandbox": sandbox,
+        }
         # Every other column gets its model default, so a field added to Delivery later needs no change here.
         self.fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
         self.columns = [f.column for f in self.fields]
@@ -627,6 +683,7 @@ class DeliveryWriter:
                 email=email,
                 send_at=send_at,
                 send_reason=reason,
+                sandbox=self.sandbox,
             )
             for contact_id, email, send_at, reason in chunk
         ]
