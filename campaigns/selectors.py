@@ -10,7 +10,7 @@ from accounts.models import SendingDomain, Workspace, normalize_domain
 from audience.models import Contact
 from audience.selectors import audience_sendable
 from campaigns.models import Campaign, CampaignRun, Template
-from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
+from campaigns.planning import SendPolicy, local_time_launch_at, plan_recipient, reason_code_of
 from campaigns.scheduling import RecurringConfig, upcoming_runs
 from common import errors
 from common.addresses import domain_of
@@ -235,7 +235,13 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
         ):
             per_hour[_iso(row["hour"])] = row["n"]
         sample = [
-            {"email": d.email, "send_at": _iso(d.send_at), "reason": d.send_reason, "status": d.status}
+            {
+                "email": d.email,
+                "send_at": _iso(d.send_at),
+                "reason": d.send_reason,
+                "reason_code": reason_code_of(d.send_reason),
+                "status": d.status,
+            }
             for d in deliveries.order_by("send_at", "id")[:sample_size]
         ]
         return {
@@ -261,14 +267,21 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
     per_hour = {}
     total = 0
     for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
-        send_at, _ = plan_send_time(policy=policy, contact_timezone=row["timezone"])
+        send_at = plan_recipient(policy=policy, contact_timezone=row["timezone"]).send_at
         key = _iso(send_at.replace(minute=0, second=0, microsecond=0))
         per_hour[key] = per_hour.get(key, 0) + row["n"]
         total += row["n"]
     sample = []
     for contact in recipients.order_by("email").only("email", "timezone")[:sample_size]:
-        send_at, reason = plan_send_time(policy=policy, contact_timezone=contact.timezone)
-        sample.append({"email": contact.email, "send_at": _iso(send_at), "reason": reason})
+        planned = plan_recipient(policy=policy, contact_timezone=contact.timezone)
+        sample.append(
+            {
+                "email": contact.email,
+                "send_at": _iso(planned.send_at),
+                "reason": planned.reason,
+                "reason_code": planned.reason_code,
+            }
+        )
     return {
         "source": "plan",
         "run_id": None,

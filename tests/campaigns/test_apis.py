@@ -608,5 +608,11 @@ def test_list_costs_the_same_queries_for_one_or_many_campaigns(
         body = api.get("/api/v1/campaigns?page_size=50").json()
     assert body["count"] == 31
     listed = {c["id"]: c for c in body["results"]}
-    assert listed[str(ready_campaign.id)]["progress"] == {"total": 3, "sent": 3, "failed": 0, "cancelled": 0, "pending": 0}
+    assert listed[str(ready_campaign.id)]["progress"] == {
+        "total": 3,
+        "sent": 3,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 0,
+    }
     assert all(c["readiness"]["can_send"] for c in body["results"])
