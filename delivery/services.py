@@ -26,24 +26,29 @@ import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Workspace, normalize_domain
 from audience.models import Contact, Suppression, normalize_email
 from audience.services import contact_suppress
+from common import errors
+from common.addresses import domain_of
+from common.db import unique_or_400
 from common.quiet_hours import quiet_hours_release
 from common.rendering import TemplateBudgetExceeded, TemplateRenderError
 from common.timezones import is_valid_timezone
 from delivery import selectors, sending, signals, tracking
 from delivery.mime import HeaderInjection
-from delivery.models import Delivery, Event
+from delivery.models import Delivery, Event, Throttle
 from delivery.sources import run_source
 from delivery.throttle import SendThrottle
-from delivery.transport import SendError, Transport, backoff_delay
+from delivery.transport import ConnectionLost, SendError, Transport, backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +371,10 @@ class _Batch:
             self._defer(rows, delay=delivery_setting("DELIVERY_CONNECT_RETRY_SECONDS"), error=str(exc))
             return
         try:
+            held: set[int] = set()  # rows given back for a throttle wait
             for index, row in enumerate(rows):
+                if row.id in held:
+                    continue
                 if row.contact is not None:
                     row.contact.workspace = row.workspace  # contact_context reads it; same workspace
                 if row.run_id in spent:
@@ -400,10 +408,16 @@ class _Batch:
                 except HeaderInjection as exc:
                     self._end(row, S.QUEUED, S.FAILED, error=f"refused: {exc}")
                     continue
-                wait = 0.0 if row.sandbox else self._admit(row)
+                wait = 0.0 if row.sandbox else self._admit(row, sending_domain=domain_of(content.from_email))
                 if wait:
-                    self._defer(rows[index:], delay=wait, error="")
-                    return
+                    # Only the rest of this recipient domain waits: a throttled domain (or a deferring one,
+                    # docs/decisions/062) must not hold back the other domains of the batch. A workspace-wide
+                    # limit makes every domain wait in turn, one deferral per domain.
+                    domain = domain_of(row.email)
+                    waiting = [r for r in rows[index:] if r.id not in held and domain_of(r.email) == domain]
+                    self._defer(waiting, delay=wait, error="")
+                    held.update(r.id for r in waiting)
+                    continue
                 if not self._mark_sending(row):
                     continue
                 self._send_one(transport, row, message)
@@ -411,13 +425,13 @@ class _Batch:
             if transport is not None:
                 transport.close()
 
-    def _admit(self, row: Delivery) -> float:
+    def _admit(self, row: Delivery, *, sending_domain: str = "") -> float:
         """0 when the throttle lets this message go now, else how long to requeue the rest for. Short
         waits are slept (the exact time until a token, no polling); outcomes are written first, so
         nothing sits unrecorded during the sleep."""
         budget = float(delivery_setting("DELIVERY_THROTTLE_MAX_WAIT_SECONDS"))
         while True:
-            wait = self.throttle.acquire(workspace_id=row.workspace_id, email=row.email)
+            wait = self.throttle.acquire(workspace_id=row.workspace_id, email=row.email, sending_domain=sending_domain)
             if wait <= 0:
                 return 0.0
             if wait > budget:
@@ -452,6 +466,9 @@ class _Batch:
             elif exc.permanent or attempts >= delivery_setting("DELIVERY_MAX_ATTEMPTS"):
                 self._end(row, S.SENDING, S.FAILED, error=str(exc))
             else:
+                if not isinstance(exc, ConnectionLost):
+                    # A 4xx answer: the receiving domain asks us to slow down (docs/decisions/062).
+                    self.throttle.record_deferral(email=row.email)
                 self.pending.append(
                     _Outcome(
                         row.id,
@@ -853,3 +870,117 @@ def tracking_unsubscribe(*, target: tracking.Target, user_agent: str) -> bool:
         ):
             _message_event(target, E.UNSUBSCRIBED, user_agent=user_agent)
     return True
+
+
+# --- throttles kept as data (docs/decisions/062) -----------------------------------------------------------
+
+MAX_RATE_PER_SECOND = 100_000
+MAX_WARMUP_DAYS = 365
+
+
+def throttle_clean(*, scope: str, domain: str = "", rate_per_second: Any = None, warmup: Any = None) -> dict[str, Any]:
+    """The one rule of a throttle's fields, for the API, the admin and direct calls: a known scope, a domain
+    exactly when the scope is a domain's, a positive rate or none, and a warm-up ramp only on a sending
+    domain. Returns the model's fields; a 400 naming every field otherwise."""
+    problems: dict[str, list[str]] = {}
+    if scope not in Throttle.Scope.values:
+        problems["scope"] = [f"scope must be one of: {', '.join(Throttle.Scope.values)}."]
+    domain = (domain or "").strip()
+    if scope == Throttle.Scope.WORKSPACE:
+        if domain:
+            problems["domain"] = ["A workspace throttle has no domain."]
+    elif scope in Throttle.Scope.values:
+        try:
+            domain = normalize_domain(domain)
+        except ValueError as exc:
+            problems["domain"] = [str(exc)]
+    if rate_per_second is not None and (
+        isinstance(rate_per_second, bool)
+        or not isinstance(rate_per_second, int | float)
+        or not 0 < rate_per_second <= MAX_RATE_PER_SECOND
+    ):
+        problems["rate_per_second"] = [f"rate_per_second must be a number above 0 and at most {MAX_RATE_PER_SECOND}."]
+    started_on, caps = _warmup_clean(warmup, scope=scope, problems=problems)
+    if rate_per_second is None and caps is None and "rate_per_second" not in problems:
+        problems["rate_per_second"] = ["Give rate_per_second, a warm-up, or both."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+    return {
+        "scope": scope,
+        "domain": domain,
+        "rate_per_second": float(rate_per_second) if rate_per_second is not None else None,
+        "warmup_started_on": started_on,
+        "warmup_daily_caps": caps,
+    }
+
+
+def _warmup_clean(warmup: Any, *, scope: str, problems: dict) -> tuple[date | None, list[int] | None]:
+    if warmup is None:
+        return None, None
+    if scope != Throttle.Scope.SENDING_DOMAIN:
+        problems["warmup"] = ["Only a sending_domain throttle takes a warm-up ramp."]
+        return None, None
+    if not isinstance(warmup, dict):
+        problems["warmup"] = ['warmup must be an object: {"started_on": "2026-12-01", "daily_caps": [50, 100]}.']
+        return None, None
+    for key in sorted(set(map(str, warmup)) - {"started_on", "daily_caps"}):
+        problems[f"warmup.{key}"] = ["Unknown field."]
+    started_on = None
+    raw = warmup.get("started_on")
+    try:
+        started_on = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
+    except ValueError:
+        started_on = None
+    if started_on is None:
+        problems["warmup.started_on"] = ['started_on must be a date "YYYY-MM-DD" (day 1 of the ramp, UTC).']
+    caps = warmup.get("daily_caps")
+    if (
+        not isinstance(caps, list)
+        or not 1 <= len(caps) <= MAX_WARMUP_DAYS
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in caps)
+    ):
+        problems["warmup.daily_caps"] = [
+            f"daily_caps must be a list of 1 to {MAX_WARMUP_DAYS} whole numbers of messages, each at least 1."
+        ]
+        caps = None
+    return started_on, caps
+
+
+def throttle_create(*, workspace: Workspace, **fields) -> Throttle:
+    throttle = Throttle(workspace=workspace, **throttle_clean(**fields))
+    return _throttle_save(throttle)
+
+
+def throttle_update(*, workspace: Workspace, instance: Throttle, **fields) -> Throttle:
+    """Change a throttle; the fields not given keep their values and the result is checked whole. Send
+    batches read throttles when they start, so the change reaches a running send within a batch."""
+    if instance.workspace_id != workspace.pk:
+        raise errors.NotFound()
+    current = {
+        "scope": instance.scope,
+        "domain": instance.domain,
+        "rate_per_second": instance.rate_per_second,
+        "warmup": throttle_warmup(instance),
+    }
+    for name, value in throttle_clean(**{**current, **fields}).items():
+        setattr(instance, name, value)
+    return _throttle_save(instance)
+
+
+def throttle_delete(*, workspace: Workspace, instance: Throttle) -> None:
+    deleted, _ = Throttle.objects.filter(workspace=workspace, pk=instance.pk).delete()
+    if not deleted:
+        raise errors.NotFound()
+
+
+def throttle_warmup(throttle: Throttle) -> dict | None:
+    if throttle.warmup_started_on is None or not throttle.warmup_daily_caps:
+        return None
+    return {"started_on": throttle.warmup_started_on.isoformat(), "daily_caps": list(throttle.warmup_daily_caps)}
+
+
+def _throttle_save(throttle: Throttle) -> Throttle:
+    what = f"{throttle.scope} {throttle.domain}".strip()
+    with unique_or_400("domain", f"This workspace already has a {what} throttle; edit that one."):
+        throttle.save()
+    return throttle
