@@ -263,12 +263,29 @@ class SendPlanRecipient(serializers.Serializer):
     status = serializers.CharField(required=False)
 
 
+class SendPlanWarning(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=[
+            "throttle_exceeds_sto_window",
+            "throttle_runs_into_quiet_hours",
+            "audience_has_suppressed",
+            "sending_domain_unverified",
+        ]
+    )
+    message = serializers.CharField()
+
+
 class SendPlanOutput(serializers.Serializer):
     source = serializers.ChoiceField(choices=["plan", "deliveries"])
     run_id = serializers.UUIDField(allow_null=True)
     total = serializers.IntegerField()
     per_hour = serializers.DictField(child=serializers.IntegerField())
     sample = SendPlanRecipient(many=True)
+    projected_finish_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the last message should be handed off, from the throttles in force and the queue ahead.",
+    )
+    warnings = SendPlanWarning(many=True)
 
 
 class CampaignRunOutput(serializers.ModelSerializer):

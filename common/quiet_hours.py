@@ -55,6 +55,18 @@ class QuietHours:
         # Guards a fall-back repeat of the end hour: never answer an instant at or before the one asked.
         return end if end > instant else None
 
+    def next_start_after(self, instant: datetime, zone: ZoneInfo) -> datetime | None:
+        """When the next window begins after `instant` (None if `instant` is inside one)."""
+        if self.end_after(instant, zone) is not None:
+            return None
+        local = instant.astimezone(zone)
+        for days in (0, 1):
+            day = local.date() + timedelta(days=days)
+            start = local_wall_time_to_utc(local=datetime.combine(day, self.start), zone=zone, on_gap="shift")
+            if start > instant:
+                return start
+        return None
+
     def excluded_hours(self) -> list[int]:
         """Local hours of the day that start inside the window: what an hour scorer (STO) must not pick."""
         return [hour for hour in range(24) if self.contains_wall(time(hour))]

@@ -16,6 +16,7 @@ Settings (per second; None or absent = unlimited), the defaults under the thrott
     DELIVERY_BACKOFF_RECOVERY_PER_SECOND = 1/600  # a halved rate is whole again after 5 minutes
     DELIVERY_BACKOFF_MIN_FACTOR = 1/64
     DELIVERY_BACKOFF_BASE_RATE = 10  # what a deferring domain with no rate of its own is slowed from
+    DELIVERY_THROTTLE_REFRESH_SECONDS = 2  # how old a batch's copy of the throttle rows may get
 """
 
 import time
@@ -173,8 +174,8 @@ class SendThrottle:
     """The limits that apply to one message: its workspace's rate, its recipient domain's rate (the
     workspace's own throttle for that domain and the platform's DELIVERY_RATE_PER_DOMAIN, each a bucket),
     its sending domain's rate and warm-up cap, with the recipient domain's rate lowered while it defers
-    (docs/decisions/062). Rows are read once per workspace per instance; a send batch makes one instance,
-    so an edit reaches the next batch."""
+    (docs/decisions/062). A send batch makes one instance; it reads the rows and the backoff factors again
+    once they are DELIVERY_THROTTLE_REFRESH_SECONDS old, so an edit reaches a running batch within seconds."""
 
     def __init__(self, buckets: TokenBuckets | None = None, *, clock: Callable[[], float] = time.time):
         self.per_workspace = getattr(settings, "DELIVERY_RATE_PER_WORKSPACE", None)
@@ -183,11 +184,12 @@ class SendThrottle:
         self.recovery = float(getattr(settings, "DELIVERY_BACKOFF_RECOVERY_PER_SECOND", 1 / 600))
         self.min_factor = float(getattr(settings, "DELIVERY_BACKOFF_MIN_FACTOR", 1 / 64))
         self.backoff_base = float(getattr(settings, "DELIVERY_BACKOFF_BASE_RATE", 10))
+        self.refresh_seconds = float(getattr(settings, "DELIVERY_THROTTLE_REFRESH_SECONDS", 2.0))
         self.clock = clock
         self._buckets = buckets
         self._rules: dict = {}
-        # Each domain's backoff factor, read from Redis once per instance (once per batch), not per message.
-        self._factors: dict[str, float] = {}
+        # Each domain's backoff factor (with when it was read): from Redis every few seconds, not per message.
+        self._factors: dict[str, tuple[float, float]] = {}
 
     @property
     def buckets(self) -> TokenBuckets:
@@ -199,17 +201,23 @@ class SendThrottle:
         return redis.Redis.from_url(settings.REDIS_URL)
 
     def rules(self, workspace_id) -> ThrottleRules:
-        if workspace_id not in self._rules:
-            self._rules[workspace_id] = load_rules(workspace_id)
-        return self._rules[workspace_id]
+        """The workspace's throttle rows, read again once they are DELIVERY_THROTTLE_REFRESH_SECONDS old, so
+        an edit reaches a batch that is already sending (one query per workspace every few seconds)."""
+        loaded = self._rules.get(workspace_id)
+        now = time.monotonic()
+        if loaded is None or now - loaded[0] >= self.refresh_seconds:
+            loaded = self._rules[workspace_id] = (now, load_rules(workspace_id))
+        return loaded[1]
 
     def backoff_factor(self, domain: str, *, halve: bool = False) -> float:
         """The share of its rate a recipient domain gets now (1 unless it deferred lately)."""
-        if halve or domain not in self._factors:
+        cached = self._factors.get(domain)
+        now = time.monotonic()
+        if halve or cached is None or now - cached[0] >= self.refresh_seconds:
             script = self.buckets.client.register_script(_BACKOFF)
             args = [self.clock(), self.recovery, "1" if halve else "0", self.min_factor]
-            self._factors[domain] = float(script(keys=[f"mailsched:backoff:{domain}"], args=args))
-        return self._factors[domain]
+            cached = self._factors[domain] = (now, float(script(keys=[f"mailsched:backoff:{domain}"], args=args)))
+        return cached[1]
 
     def record_deferral(self, *, email: str) -> float:
         """A receiving domain answered 4xx: halve its rate. Returns the new factor."""
@@ -264,3 +272,15 @@ class SendThrottle:
         client.decr(key)
         tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         return max((tomorrow - now).total_seconds(), 1.0)
+
+
+def sustained_rate(*, workspace_id, sending_domain: str = "") -> float | None:
+    """Messages a second one workspace's mail from `sending_domain` can keep up, from the throttles in force
+    (its rows, else the environment's defaults): what a send plan projects its finish from. None when
+    nothing limits it. Per-recipient-domain limits are left out: they slow a part of an audience only."""
+    rules = load_rules(workspace_id)
+    workspace_rate = rules.workspace_rate
+    if workspace_rate is None:
+        workspace_rate = getattr(settings, "DELIVERY_RATE_PER_WORKSPACE", None)
+    rates = [rate for rate in (workspace_rate, rules.sending_domains.get(sending_domain)) if rate]
+    return min(rates) if rates else None

@@ -235,3 +235,14 @@ def factory_emails(domain: str, count: int):
     import factory
 
     return factory.Sequence(lambda n: f"person{n}@{domain}")
+
+
+def test_a_running_batch_reads_a_changed_throttle_once_its_copy_is_old(settings, workspace):
+    settings.DELIVERY_THROTTLE_REFRESH_SECONDS = 0
+    row = ThrottleFactory(workspace=workspace, scope=Throttle.Scope.WORKSPACE, domain="", rate_per_second=1)
+    throttle = SendThrottle()
+    before = throttle.limits_for(workspace_id=workspace.id, email="a@example.org")[0].rate
+
+    Throttle.objects.filter(pk=row.pk).update(rate_per_second=300)
+
+    assert (before, throttle.limits_for(workspace_id=workspace.id, email="a@example.org")[0].rate) == (1, 300)

@@ -7,6 +7,7 @@ with their `now` set three minutes back, as they would have been written just be
 then it starts the engine and watches what it does with what is overdue.
 """
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -91,3 +92,38 @@ def test_a_sandbox_campaign_runs_through_the_engine_and_the_sink_receives_nothin
     events = Event.objects.filter(campaign_id=mailing.campaign.id, type=Event.Type.SENT)
     assert events.count() == 40 and all(event.data.get("sandbox") is True for event in events)
     assert CampaignRun.objects.get(campaign=mailing.campaign).sandbox is True
+
+
+def test_a_throttle_changed_through_the_api_speeds_up_a_campaign_already_sending(engine_factory, sink, make_mailing):
+    from rest_framework.test import APIClient
+
+    from accounts.services import api_key_create
+
+    engine = engine_factory()
+    # Batches short enough for the task limits at a slow rate; the production limits are longer anyway.
+    engine.env.update(
+        {"DELIVERY_BATCH_SIZE": "20", "CELERY_TASK_TIME_LIMIT": "60", "CELERY_TASK_SOFT_TIME_LIMIT": "50"}
+    )
+    engine.env.update({"DELIVERY_LEASE_SECONDS": "70"})
+    engine.start()
+    mailing = make_mailing(150)
+    _, key = api_key_create(workspace=mailing.workspace)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    throttle = api.post("/api/v1/throttles", {"scope": "workspace", "rate_per_second": 4}, format="json").json()
+    assert api.post(f"/api/v1/campaigns/{mailing.campaign.id}/send").status_code == 200
+
+    wait_for(lambda: len(sink.messages) >= 20, timeout=40, what="the throttled send to be under way")
+    changed_at = time.time()
+    assert api.patch(f"/api/v1/throttles/{throttle['id']}", {"rate_per_second": 500}, format="json").status_code == 200
+    wait_for(lambda: mailing.refresh().status == Campaign.Status.SENT, timeout=40, what="the campaign to finish")
+
+    arrived = sorted(sink.handler.arrived_at)
+    slow = [t for t in arrived if t < changed_at]
+    fast = [t for t in arrived if t > changed_at + 3]  # the change reaches the running batch within seconds
+    slow_rate = (len(slow) - 1) / (slow[-1] - slow[0])
+    fast_rate = (len(fast) - 1) / (fast[-1] - fast[0]) if len(fast) > 1 else float("inf")
+    assert sorted(recipients_at(sink)) == mailing.emails
+    assert slow_rate < 6  # about 4 a second (a one-second burst at the start)
+    assert fast_rate > 3 * slow_rate
+    assert arrived[-1] - changed_at < 15  # at 4 a second the rest would have taken over 30 s
