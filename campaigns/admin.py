@@ -144,6 +144,8 @@ class CampaignRunInline(admin.TabularInline):
         "sent",
         "failed",
         "skipped",
+        "cancelled",
+        "sandbox",
         "failure_reason",
     ]
     readonly_fields = fields
