@@ -323,7 +323,7 @@ class CampaignAdmin(admin.ModelAdmin):
         progress = selectors.campaign_progress(campaign=obj)
         return (
             f"{progress['sent']}/{progress['total']} sent, {progress['failed']} failed, "
-            f"{progress['pending']} pending (latest run)"
+            f"{progress['cancelled']} cancelled, {progress['pending']} pending (latest run)"
         )
 
     @admin.display(description="readiness")
