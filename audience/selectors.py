@@ -17,11 +17,7 @@ def contact_list(*, workspace: Workspace) -> QuerySet[Contact]:
 
 def label_list(*, workspace: Workspace) -> QuerySet[Label]:
     # Explicit order: Meta.ordering is not applied to a GROUP BY query, and pages need a stable order.
-    return (
-        Label.objects.filter(workspace=workspace)
-        .annotate(contact_count=Count("contacts"))
-        .order_by("name", "id")
-    )
+    return Label.objects.filter(workspace=workspace).annotate(contact_count=Count("contacts")).order_by("name", "id")
 
 
 def segment_list(*, workspace: Workspace) -> QuerySet[Segment]:
@@ -78,9 +74,11 @@ def audience_sendable(
     exclude_labels: Iterable[UUID | str] = (),
     include_segments: Iterable[UUID | str | Segment] = (),
     exclude_segments: Iterable[UUID | str | Segment] = (),
+    sendable_only: bool = True,
 ) -> QuerySet[Contact]:
     """Contacts selected by ANY include label or segment, minus those of any exclude label or segment,
-    subscribed and not on the workspace's suppression list.
+    subscribed and not on the workspace's suppression list (with `sendable_only=False`, whatever their
+    status and suppression: what a send plan compares against to warn about who is left out).
 
     The result is ONE SELECT (EXISTS subqueries, no joins, so no duplicates and no DISTINCT). Segment
     rules are read when this is called: one query if segments are given as ids, none for Segment objects
@@ -114,7 +112,9 @@ def audience_sendable(
     for segment_id in segment_ids(include_segments):
         include |= compile_rules(workspace=workspace, rules=segments[segment_id].rules)
 
-    queryset = Contact.objects.filter(workspace=workspace, status=Contact.Status.SUBSCRIBED).filter(include)
+    queryset = Contact.objects.filter(workspace=workspace).filter(include)
+    if sendable_only:
+        queryset = queryset.filter(status=Contact.Status.SUBSCRIBED)
     if exclude_labels:
         queryset = queryset.exclude(label_member(exclude_labels))
     for segment_id in segment_ids(exclude_segments):
@@ -124,6 +124,8 @@ def audience_sendable(
             compile_rules(workspace=workspace, rules=segments[segment_id].rules)
         )
         queryset = queryset.exclude(Exists(matching))
+    if not sendable_only:
+        return queryset
     suppressed = Suppression.objects.filter(workspace=workspace, email=OuterRef("email"))
     return queryset.exclude(Exists(suppressed))
 

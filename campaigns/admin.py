@@ -152,6 +152,8 @@ class CampaignRunInline(admin.TabularInline):
         "sent",
         "failed",
         "skipped",
+        "cancelled",
+        "sandbox",
         "failure_reason",
     ]
     readonly_fields = fields
@@ -336,10 +338,11 @@ class CampaignAdmin(admin.ModelAdmin):
         if not progress["total"] and obj.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
             return "Not sent yet."
         return format_html(
-            '{}<div class="help">{} sent, {} failed, {} pending (latest run)</div>',
+            '{}<div class="help">{} sent, {} failed, {} cancelled, {} pending (latest run)</div>',
             charts.progress_bar(progress=progress, label=f"{obj.name}: progress of the latest run"),
             progress["sent"],
             progress["failed"],
+            progress["cancelled"],
             progress["pending"],
         )
 

@@ -59,6 +59,11 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         return serializer
 
+    @property
+    def sandbox(self) -> bool:
+        """A sandbox key's sends run the whole pipeline and reach no mail server (docs/decisions/061)."""
+        return bool(getattr(self.request.auth, "sandbox", False))
+
     def _render(self, campaign, status_code=status.HTTP_200_OK) -> Response:
         # Re-read through the selector so labels and template are current after the service ran.
         campaign = selectors.campaign_get(workspace=self.workspace, campaign_id=campaign.pk)
@@ -82,7 +87,7 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
         schedule_kwargs = serializer.pop_schedule_kwargs()
         schedule = services.schedule_parse(**schedule_kwargs) if schedule_kwargs else None
         campaign = services.campaign_create(
-            workspace=self.workspace, fields=serializer.validated_data, schedule=schedule
+            workspace=self.workspace, fields=serializer.validated_data, schedule=schedule, sandbox=self.sandbox
         )
         return self._render(campaign, status.HTTP_201_CREATED)
 
@@ -111,7 +116,7 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def send(self, request, pk=None):
-        return self._render(services.campaign_send_now(workspace=self.workspace, campaign_id=pk))
+        return self._render(services.campaign_send_now(workspace=self.workspace, campaign_id=pk, sandbox=self.sandbox))
 
     @extend_schema(
         summary="Create a campaign and send it now",
@@ -122,7 +127,9 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["post"], url_path="create-send")
     def create_send(self, request):
         serializer = self._parse(CampaignInput)
-        campaign = services.campaign_create_send(workspace=self.workspace, fields=serializer.validated_data)
+        campaign = services.campaign_create_send(
+            workspace=self.workspace, fields=serializer.validated_data, sandbox=self.sandbox
+        )
         return self._render(campaign, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -135,7 +142,9 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
     def schedule(self, request, pk=None):
         serializer = self._parse(ScheduleInput)
         schedule = services.schedule_parse(**serializer.to_schedule_kwargs())
-        return self._render(services.campaign_schedule(workspace=self.workspace, campaign_id=pk, request=schedule))
+        return self._render(
+            services.campaign_schedule(workspace=self.workspace, campaign_id=pk, request=schedule, sandbox=self.sandbox)
+        )
 
     @extend_schema(
         summary="Cancel a scheduled send (back to draft)",

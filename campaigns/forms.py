@@ -237,10 +237,30 @@ class ScheduleForm(forms.Form):
         label="Recipient's local time",
         help_text="Deliver at this wall-clock time in each recipient's zone.",
     )
+    max_lateness_minutes = forms.IntegerField(
+        required=False,
+        label="Maximum lateness (minutes)",
+        help_text="Optional: a run (or a recipient) that cannot start within this is missed, not sent late.",
+    )
+    quiet_hours_start = forms.TimeField(
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        label="Quiet hours from",
+        help_text="Optional: nothing is sent between these times in each recipient's zone.",
+    )
+    quiet_hours_end = forms.TimeField(
+        required=False, widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"), label="Quiet hours until"
+    )
+    only_new_recipients = forms.BooleanField(
+        required=False,
+        label="Only new recipients",
+        help_text="Recurring: each run reaches only contacts no earlier run reached.",
+    )
 
     WHEN_FIELDS = ("schedule_type", "date", "time", "timezone")
     RECURRING_FIELDS = ("frequency", "interval", "days_of_week", "day_of_month", "end_date")
     OPTION_FIELDS = ("sto_window_hours", "recipient_local_time")
+    POLICY_FIELDS = ("max_lateness_minutes", "quiet_hours_start", "quiet_hours_end", "only_new_recipients")
 
     # The service's error keys, and the field of this form that each lands on.
     FIELD_MAP = {
@@ -255,6 +275,9 @@ class ScheduleForm(forms.Form):
         "recurring_config.time_zone": "timezone",
         "recurring_config.end_date": "end_date",
         "send_time_optimization.window_hours": "sto_window_hours",
+        "quiet_hours": "quiet_hours_start",
+        "quiet_hours.start": "quiet_hours_start",
+        "quiet_hours.end": "quiet_hours_end",
     }
 
     @classmethod
@@ -278,6 +301,11 @@ class ScheduleForm(forms.Form):
         if campaign.send_time_optimization:
             initial["sto_window_hours"] = campaign.send_time_optimization.get("window_hours")
         initial["recipient_local_time"] = campaign.recipient_local_time
+        initial["max_lateness_minutes"] = campaign.max_lateness_minutes
+        if campaign.quiet_hours:
+            initial["quiet_hours_start"] = campaign.quiet_hours["start"]
+            initial["quiet_hours_end"] = campaign.quiet_hours["end"]
+        initial["only_new_recipients"] = campaign.only_new_recipients
         return initial
 
     def preview(self, *, now: datetime | None = None) -> dict:
@@ -299,6 +327,7 @@ class ScheduleForm(forms.Form):
             ("When", [self[name] for name in self.WHEN_FIELDS]),
             ("Recurring", [self[name] for name in self.RECURRING_FIELDS]),
             ("Options", [self[name] for name in self.OPTION_FIELDS]),
+            ("Policies", [self[name] for name in self.POLICY_FIELDS]),
         ]
 
     def clean(self):
@@ -309,6 +338,14 @@ class ScheduleForm(forms.Form):
         kwargs = {"recipient_local_time": data.get("recipient_local_time", False)}
         if data.get("sto_window_hours") is not None:
             kwargs["send_time_optimization"] = {"window_hours": data["sto_window_hours"]}
+        kwargs["max_lateness_minutes"] = data.get("max_lateness_minutes")
+        kwargs["only_new_recipients"] = bool(data.get("only_new_recipients"))
+        start, end = data.get("quiet_hours_start"), data.get("quiet_hours_end")
+        if start or end:
+            # Half a window goes to the service as given: it names the missing end.
+            kwargs["quiet_hours"] = {
+                key: value.strftime("%H:%M") for key, value in (("start", start), ("end", end)) if value
+            }
         wall_time = data.get("time")
         if data["schedule_type"] == "scheduled":
             if data.get("date") is None or wall_time is None:

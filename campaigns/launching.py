@@ -22,7 +22,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun
-from campaigns.planning import SendPolicy, plan_send_time
+from campaigns.planning import SendPolicy, plan_recipient
 from campaigns.selectors import campaign_recipients
 from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
 from common.db import try_advisory_xact_lock
@@ -199,12 +199,14 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
 
     def plan(zone: str) -> tuple[datetime, str]:
         if zone not in planned:
-            send_at, reason = plan_send_time(policy=policy, contact_timezone=zone)
-            planned[zone] = (send_at, reason[:200])
+            chosen = plan_recipient(policy=policy, contact_timezone=zone)
+            planned[zone] = (chosen.send_at, chosen.reason[:200])
         return planned[zone]
 
-    recipients = campaign_recipients(workspace=campaign.workspace, campaign=campaign)
-    writer = DeliveryWriter(workspace_id=run.workspace_id, run_id=run.pk, campaign_id=run.campaign_id)
+    recipients = campaign_recipients(workspace=campaign.workspace, campaign=campaign, run=run)
+    writer = DeliveryWriter(
+        workspace_id=run.workspace_id, run_id=run.pk, campaign_id=run.campaign_id, sandbox=run.sandbox
+    )
     chunk: list[tuple] = []
     size = settings.DELIVERY_FANOUT_CHUNK_SIZE
     rows = recipients.order_by().values_list("id", "email", "timezone").iterator(chunk_size=size)

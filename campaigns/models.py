@@ -106,6 +106,19 @@ class Campaign(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     send_time_optimization = models.JSONField(null=True, blank=True)
     recipient_local_time = models.BooleanField(default=False)
+    # Scheduling policies (docs/decisions/060), part of the schedule: cleared with it.
+    max_lateness_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A run not started within this many minutes of its due time is missed."
+    )
+    quiet_hours = models.JSONField(
+        null=True, blank=True, help_text='{"start": "21:00", "end": "08:00"} in each recipient\'s zone.'
+    )
+    only_new_recipients = models.BooleanField(
+        default=False, help_text="Recurring: each run reaches only contacts no earlier run of the campaign reached."
+    )
+    # Sent or scheduled with a sandbox API key: the runs go through the whole pipeline, nothing reaches
+    # the mail server (docs/decisions/061).
+    sandbox = models.BooleanField(default=False)
     # Set by the dispatcher when it has enqueued the launch task for `next_run_at`, so the next tick does
     # not enqueue it again; a launch task lost with Redis is re-enqueued once this is old enough.
     launch_enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -150,6 +163,10 @@ class Campaign(models.Model):
         self.send_time_optimization = None
         self.recipient_local_time = False
         self.launch_enqueued_at = None
+        self.max_lateness_minutes = None
+        self.quiet_hours = None
+        self.only_new_recipients = False
+        self.sandbox = False
 
 
 class CampaignRun(models.Model):
@@ -181,6 +198,10 @@ class CampaignRun(models.Model):
     sent = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    sandbox = models.BooleanField(
+        default=False, help_text="Run of a sandbox key: nothing is handed to the mail server."
+    )
     failure_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from common.quiet_hours import QuietHours
 from common.timerules import local_wall_time_to_utc
 from common.timezones import is_valid_timezone
 
@@ -42,6 +43,7 @@ class SendPolicy:
     local_date: date | None = None  # set for recipient local time
     local_wall_time: time | None = None
     sto_window_hours: int | None = None
+    quiet_hours: QuietHours | None = None
 
     @classmethod
     def for_campaign(cls, *, campaign, launch_at: datetime, occurrence: datetime | None = None) -> "SendPolicy":
@@ -56,6 +58,7 @@ class SendPolicy:
             local_date=local_date,
             local_wall_time=wall,
             sto_window_hours=sto.get("window_hours"),
+            quiet_hours=QuietHours.from_dict(campaign.quiet_hours),
         )
 
 
@@ -86,3 +89,69 @@ def _local_instant(policy: SendPolicy, zone_name: str) -> tuple[datetime, bool]:
         return instant, False
     wall += timedelta(days=1)
     return local_wall_time_to_utc(local=wall, zone=zone, on_gap="shift"), True
+
+
+# Why a recipient gets its time, as a code a client can match on (send-plan's `reason_code`).
+REASON_LAUNCH, REASON_LOCAL, REASON_STO, REASON_QUIET = (
+    "launch_time",
+    "recipient_local_time",
+    "send_time_optimization",
+    "quiet_hours",
+)
+QUIET_HOURS_REASON = "moved out of quiet hours"
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    send_at: datetime
+    reason: str
+    reason_code: str
+
+
+def recipient_zone(*, policy: SendPolicy, contact_timezone: str) -> str:
+    """The zone a recipient's wall-clock rules are read in: theirs, else the workspace's."""
+    if contact_timezone and is_valid_timezone(contact_timezone):
+        return contact_timezone
+    return policy.workspace_timezone
+
+
+def plan_recipient(*, policy: SendPolicy, contact_timezone: str) -> PlannedSend:
+    """The send time of one recipient with every policy applied: the time plan_send_time (or a scorer
+    plugged into it) chooses, then moved out of the campaign's quiet hours (a mask applied after the
+    choice, so any scorer gets it; a scorer may also take `policy.quiet_hours.excluded_hours()` to avoid
+    choosing those hours at all)."""
+    send_at, reason = plan_send_time(policy=policy, contact_timezone=contact_timezone)
+    if policy.sto_window_hours:
+        code = REASON_STO
+    elif policy.local_date is not None:
+        code = REASON_LOCAL
+    else:
+        code = REASON_LAUNCH
+    return apply_quiet_hours(
+        policy=policy, planned=PlannedSend(send_at, reason, code), contact_timezone=contact_timezone
+    )
+
+
+def apply_quiet_hours(*, policy: SendPolicy, planned: PlannedSend, contact_timezone: str) -> PlannedSend:
+    """A send time inside the quiet hours (in the recipient's zone) moves to their end."""
+    quiet = policy.quiet_hours
+    if quiet is None:
+        return planned
+    zone_name = recipient_zone(policy=policy, contact_timezone=contact_timezone)
+    release = quiet.end_after(planned.send_at, ZoneInfo(zone_name))
+    if release is None:
+        return planned
+    window = f"{quiet.start:%H:%M}-{quiet.end:%H:%M}"
+    reason = f"{planned.reason}; {QUIET_HOURS_REASON} {window} in {zone_name}"
+    return PlannedSend(release, reason, REASON_QUIET)
+
+
+def reason_code_of(reason: str) -> str:
+    """The code of a stored reason (a delivery keeps the sentence only)."""
+    if QUIET_HOURS_REASON in reason:
+        return REASON_QUIET
+    if reason.startswith("send time optimization"):
+        return REASON_STO
+    if reason.startswith("recipient local time"):
+        return REASON_LOCAL
+    return REASON_LAUNCH

@@ -1,17 +1,18 @@
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery
+from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
 from audience.models import Contact, Label, Segment
 from audience.selectors import audience_sendable
 from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
-from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
+from campaigns.planning import SendPolicy, local_time_launch_at, plan_recipient, reason_code_of, recipient_zone
 from campaigns.scheduling import RecurringConfig, next_runs, upcoming_runs
 from common import errors
 from common.addresses import domain_of
@@ -19,6 +20,7 @@ from common.rendering import contact_context
 from common.timerules import to_utc_iso
 from delivery.content import MessageContent, has_body, render_parts, resolve_content
 from delivery.models import Delivery
+from delivery.throttle import sustained_rate
 
 
 def template_list(*, workspace: Workspace) -> QuerySet[Template]:
@@ -71,16 +73,29 @@ def campaign_get(*, workspace: Workspace, campaign_id) -> Campaign:
     return campaign
 
 
-def campaign_recipients(*, workspace: Workspace, campaign: Campaign) -> QuerySet:
-    """The campaign's sendable recipients now, in one SQL query (docs/architecture.md#delivery-engine)."""
+def campaign_recipients(
+    *, workspace: Workspace, campaign: Campaign, run: CampaignRun | None = None, only_new: bool | None = None
+) -> QuerySet:
+    """The campaign's sendable recipients now, in one SQL query (docs/architecture.md#delivery-engine).
+
+    With `only_new_recipients`, minus every contact an earlier run of the campaign reached (a delivery
+    `sent`): an anti-join in the same query, so it costs one pass over the campaign's deliveries at any
+    audience size. `run` is the run being fanned out (its own rows are not "earlier"); readiness
+    passes `only_new=False` (a campaign whose audience has all been reached is still a valid campaign)."""
     audience = campaign.audience or {}
-    return audience_sendable(
+    recipients = audience_sendable(
         workspace=workspace,
         include_labels=audience.get("include_labels", []),
         exclude_labels=audience.get("exclude_labels", []),
         include_segments=audience.get("include_segments", []),
         exclude_segments=audience.get("exclude_segments", []),
     )
+    if campaign.only_new_recipients if only_new is None else only_new:
+        reached = Delivery.objects.filter(campaign=campaign, contact_id=OuterRef("pk"), status=Delivery.Status.SENT)
+        if run is not None:
+            reached = reached.exclude(run=run)
+        recipients = recipients.exclude(Exists(reached))
+    return recipients
 
 
 def campaign_message_content(*, campaign: Campaign) -> MessageContent:
@@ -145,7 +160,7 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
         else:
             key = json.dumps(audience, sort_keys=True)
             if key not in audience_ok:
-                audience_ok[key] = campaign_recipients(workspace=workspace, campaign=campaign).exists()
+                audience_ok[key] = campaign_recipients(workspace=workspace, campaign=campaign, only_new=False).exists()
             if not audience_ok[key]:
                 missing.append("audience")
         summaries[campaign.pk] = {
@@ -177,9 +192,15 @@ def _latest_runs(campaigns: list[Campaign]) -> dict:
 
 def _progress(run: CampaignRun | None) -> dict:
     if run is None:
-        return {"total": 0, "sent": 0, "failed": 0, "pending": 0}
-    ended = run.sent + run.failed + run.skipped
-    return {"total": run.total, "sent": run.sent, "failed": run.failed, "pending": max(run.total - ended, 0)}
+        return {"total": 0, "sent": 0, "failed": 0, "cancelled": 0, "pending": 0}
+    ended = run.sent + run.failed + run.skipped + run.cancelled
+    return {
+        "total": run.total,
+        "sent": run.sent,
+        "failed": run.failed,
+        "cancelled": run.cancelled,
+        "pending": max(run.total - ended, 0),
+    }
 
 
 def campaign_upcoming_runs(*, campaign: Campaign, now: datetime | None = None) -> list[datetime]:
@@ -217,15 +238,33 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
         ):
             per_hour[_iso(row["hour"])] = row["n"]
         sample = [
-            {"email": d.email, "send_at": _iso(d.send_at), "reason": d.send_reason, "status": d.status}
+            {
+                "email": d.email,
+                "send_at": _iso(d.send_at),
+                "reason": d.send_reason,
+                "reason_code": reason_code_of(d.send_reason),
+                "status": d.status,
+            }
             for d in deliveries.order_by("send_at", "id")[:sample_size]
         ]
+        queued = (
+            deliveries.filter(status=Delivery.Status.QUEUED)
+            .annotate(minute=TruncMinute("send_at", tzinfo=UTC))
+            .values("minute", "contact__timezone")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        groups = [(row["minute"], row["n"], row["contact__timezone"] or "") for row in queued]
+        policy = SendPolicy.for_campaign(campaign=campaign, launch_at=run.due_at, occurrence=run.occurrence_at)
+        finish, warnings = _projection(workspace=workspace, campaign=campaign, policy=policy, groups=groups, run=run)
         return {
             "source": "deliveries",
             "run_id": str(run.id),
             "total": run.total,
             "per_hour": per_hour,
             "sample": sample,
+            "projected_finish_at": _iso(finish or run.finished_at),
+            "warnings": warnings,
         }
 
     occurrence = campaign.next_run_at or timezone.now()
@@ -242,22 +281,125 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
     recipients = campaign_recipients(workspace=workspace, campaign=campaign)
     per_hour = {}
     total = 0
+    groups = []
     for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
-        send_at, _ = plan_send_time(policy=policy, contact_timezone=row["timezone"])
+        send_at = plan_recipient(policy=policy, contact_timezone=row["timezone"]).send_at
         key = _iso(send_at.replace(minute=0, second=0, microsecond=0))
         per_hour[key] = per_hour.get(key, 0) + row["n"]
         total += row["n"]
+        groups.append((send_at, row["n"], row["timezone"] or ""))
+    finish, warnings = _projection(workspace=workspace, campaign=campaign, policy=policy, groups=groups)
+    warnings += _audience_warnings(workspace=workspace, campaign=campaign, sendable=total)
     sample = []
     for contact in recipients.order_by("email").only("email", "timezone")[:sample_size]:
-        send_at, reason = plan_send_time(policy=policy, contact_timezone=contact.timezone)
-        sample.append({"email": contact.email, "send_at": _iso(send_at), "reason": reason})
+        planned = plan_recipient(policy=policy, contact_timezone=contact.timezone)
+        sample.append(
+            {
+                "email": contact.email,
+                "send_at": _iso(planned.send_at),
+                "reason": planned.reason,
+                "reason_code": planned.reason_code,
+            }
+        )
     return {
         "source": "plan",
         "run_id": None,
         "total": total,
         "per_hour": dict(sorted(per_hour.items())),
         "sample": sample,
+        "projected_finish_at": _iso(finish),
+        "warnings": warnings,
     }
+
+
+def _projection(
+    *,
+    workspace: Workspace,
+    campaign: Campaign,
+    policy: SendPolicy,
+    groups: list[tuple[datetime, int, str]],
+    run: CampaignRun | None = None,
+) -> tuple[datetime | None, list[dict]]:
+    """When the last message should be handed off, and what stands in its way.
+
+    One queue at the rate the throttles in force allow (delivery.throttle.sustained_rate): first the
+    workspace's deliveries already queued and due before this send starts (the queue ahead), then each
+    group of recipients from its planned time on. Without any rate limit it is the last planned time. Warns
+    when that runs past the STO window or into a group's quiet hours."""
+    if not groups:
+        return None, []
+    warnings: list[dict] = []
+    now = timezone.now()
+    rate = sustained_rate(workspace_id=workspace.pk, sending_domain=_sender_domain(campaign.from_email) or "")
+    groups = sorted(groups)
+    clock = max(groups[0][0], now)
+    if rate:
+        ahead = Delivery.objects.filter(workspace=workspace, status=Delivery.Status.QUEUED, send_at__lte=clock)
+        if run is not None:
+            ahead = ahead.exclude(run=run)
+        clock += timedelta(seconds=ahead.count() / rate)
+    quiet = policy.quiet_hours
+    into_quiet: dict[str, int] = {}
+    for send_at, count, zone in groups:
+        start = max(clock, send_at)
+        clock = start + timedelta(seconds=count / rate) if rate else start
+        if quiet is not None and rate:
+            zone_name = recipient_zone(policy=policy, contact_timezone=zone)
+            window_starts = quiet.next_start_after(start, ZoneInfo(zone_name))
+            if window_starts is not None and window_starts < clock:
+                into_quiet[zone_name] = into_quiet.get(zone_name, 0) + count
+    if rate is not None and policy.sto_window_hours:
+        closes = policy.launch_at + timedelta(hours=policy.sto_window_hours)
+        if clock > closes:
+            warnings.append(
+                {
+                    "code": "throttle_exceeds_sto_window",
+                    "message": f"At {rate:g} messages a second the send ends at {_iso(clock)}, after the "
+                    f"{policy.sto_window_hours}-hour STO window closes at {_iso(closes)}.",
+                }
+            )
+    for zone_name, count in sorted(into_quiet.items()):
+        warnings.append(
+            {
+                "code": "throttle_runs_into_quiet_hours",
+                "message": f"At {rate:g} messages a second, {count} recipients in {zone_name} cannot all be "
+                "sent before their quiet hours begin; the rest wait until the quiet hours end.",
+            }
+        )
+    return clock, warnings
+
+
+def _audience_warnings(*, workspace: Workspace, campaign: Campaign, sendable: int) -> list[dict]:
+    """Who the audience selects but will not get the message, and a sender the workspace has not verified."""
+    warnings = []
+    audience = campaign.audience or {}
+    selected = audience_sendable(
+        workspace=workspace,
+        include_labels=audience.get("include_labels", []),
+        exclude_labels=audience.get("exclude_labels", []),
+        include_segments=audience.get("include_segments", []),
+        exclude_segments=audience.get("exclude_segments", []),
+        sendable_only=False,
+    ).count()
+    left_out = selected - campaign_recipients(workspace=workspace, campaign=campaign, only_new=False).count()
+    if left_out > 0:
+        warnings.append(
+            {
+                "code": "audience_has_suppressed",
+                "message": f"{left_out} contacts of the audience are unsubscribed, bounced, complained or on the "
+                "suppression list; they will not get this campaign.",
+            }
+        )
+    domain = _sender_domain(campaign.from_email) if campaign.from_email else None
+    if domain is None or not SendingDomain.objects.filter(workspace=workspace, domain=domain, verified=True).exists():
+        warnings.append(
+            {
+                "code": "sending_domain_unverified",
+                "message": f"The sender's domain ({domain or 'none'}) is not a verified sending domain of the "
+                "workspace; the campaign cannot be sent until it is.",
+            }
+        )
+    return warnings
 
 
 def _trunc_hour(field: str):

@@ -73,6 +73,24 @@ class ScheduleInput(StrictInputSerializer):
     recurring_config = NullableObjectField(required=False, allow_null=True)
     send_time_optimization = NullableObjectField(required=False, allow_null=True)
     recipient_local_time = serializers.BooleanField(required=False, default=False)
+    # Scheduling policies: types only here; the ranges and shapes are campaigns.services.schedule_parse's.
+    max_lateness_minutes = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="A run (or a recipient) not started within this many minutes of its due time is missed, "
+        "not sent late.",
+    )
+    quiet_hours = NullableObjectField(
+        required=False,
+        allow_null=True,
+        help_text='{"start": "21:00", "end": "08:00"} in each recipient\'s zone '
+        "(the workspace's when the contact has none).",
+    )
+    only_new_recipients = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Recurring only: each run reaches only contacts no earlier run reached.",
+    )
 
     def to_schedule_kwargs(self) -> dict:
         return schedule_kwargs(self.validated_data)
@@ -87,6 +105,9 @@ def schedule_kwargs(data: dict) -> dict:
         "recurring_config": data.get("recurring_config"),
         "send_time_optimization": data.get("send_time_optimization"),
         "recipient_local_time": data.get("recipient_local_time", False),
+        "max_lateness_minutes": data.get("max_lateness_minutes"),
+        "quiet_hours": data.get("quiet_hours"),
+        "only_new_recipients": data.get("only_new_recipients", False),
     }
 
 
@@ -139,6 +160,7 @@ class ProgressOutput(serializers.Serializer):
     total = serializers.IntegerField()
     sent = serializers.IntegerField()
     failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField(help_text="Not sent: the campaign was stopped, or the recipient was missed.")
     pending = serializers.IntegerField()
 
 
@@ -149,6 +171,9 @@ class ScheduleOutput(serializers.Serializer):
     recurring_config = NullableObjectField(allow_null=True)
     send_time_optimization = NullableObjectField(allow_null=True)
     recipient_local_time = serializers.BooleanField()
+    max_lateness_minutes = serializers.IntegerField(allow_null=True)
+    quiet_hours = NullableObjectField(allow_null=True)
+    only_new_recipients = serializers.BooleanField()
 
 
 class CampaignOutput(serializers.Serializer):
@@ -174,6 +199,7 @@ class CampaignOutput(serializers.Serializer):
     upcoming_runs = serializers.SerializerMethodField()
     readiness = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
+    sandbox = serializers.BooleanField(help_text="Sent or scheduled with a sandbox key: nothing reaches a mail server.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -192,6 +218,9 @@ class CampaignOutput(serializers.Serializer):
                 "recurring_config": campaign.recurring_config,
                 "send_time_optimization": campaign.send_time_optimization,
                 "recipient_local_time": campaign.recipient_local_time,
+                "max_lateness_minutes": campaign.max_lateness_minutes,
+                "quiet_hours": campaign.quiet_hours,
+                "only_new_recipients": campaign.only_new_recipients,
             }
         ).data
 
@@ -228,7 +257,22 @@ class SendPlanRecipient(serializers.Serializer):
     email = serializers.EmailField()
     send_at = serializers.DateTimeField()
     reason = serializers.CharField()
+    reason_code = serializers.CharField(
+        required=False, help_text="launch_time, recipient_local_time, send_time_optimization or quiet_hours."
+    )
     status = serializers.CharField(required=False)
+
+
+class SendPlanWarning(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=[
+            "throttle_exceeds_sto_window",
+            "throttle_runs_into_quiet_hours",
+            "audience_has_suppressed",
+            "sending_domain_unverified",
+        ]
+    )
+    message = serializers.CharField()
 
 
 class SendPlanOutput(serializers.Serializer):
@@ -237,6 +281,11 @@ class SendPlanOutput(serializers.Serializer):
     total = serializers.IntegerField()
     per_hour = serializers.DictField(child=serializers.IntegerField())
     sample = SendPlanRecipient(many=True)
+    projected_finish_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the last message should be handed off, from the throttles in force and the queue ahead.",
+    )
+    warnings = SendPlanWarning(many=True)
 
 
 class CampaignRunOutput(serializers.ModelSerializer):
@@ -254,6 +303,8 @@ class CampaignRunOutput(serializers.ModelSerializer):
             "sent",
             "failed",
             "skipped",
+            "cancelled",
+            "sandbox",
             "failure_reason",
             "created_at",
         ]

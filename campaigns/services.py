@@ -1,5 +1,5 @@
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -19,6 +19,7 @@ from campaigns.planning import local_date_and_wall_time, local_time_launch_at
 from campaigns.selectors import campaign_get, campaign_readiness
 from common import errors, timerules
 from common.db import unique_or_400
+from common.quiet_hours import QuietHours, parse_quiet_hours
 from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
 from delivery.content import has_body
@@ -131,6 +132,13 @@ class ScheduleRequest:
     first_run_at: datetime | None = None
     send_time_optimization: dict | None = None
     recipient_local_time: bool = False
+    max_lateness_minutes: int | None = None
+    quiet_hours: QuietHours | None = None
+    only_new_recipients: bool = False
+
+
+# A week: later than that a "late" run is a different campaign, and the schedule should say so.
+MAX_LATENESS_MINUTES = 7 * 24 * 60
 
 
 def schedule_parse(
@@ -141,10 +149,73 @@ def schedule_parse(
     recurring_config: Any = None,
     send_time_optimization: Any = None,
     recipient_local_time: bool = False,
+    max_lateness_minutes: Any = None,
+    quiet_hours: Any = None,
+    only_new_recipients: Any = False,
     now: datetime | None = None,
 ) -> ScheduleRequest:
     """Validate a schedule body against the time rules of docs/architecture.md#time. Raises a 400 naming the field."""
-    now = now or timezone.now()
+    request = _schedule_parse_times(
+        schedule_type=schedule_type,
+        scheduled_at=scheduled_at,
+        timezone_name=timezone_name,
+        recurring_config=recurring_config,
+        send_time_optimization=send_time_optimization,
+        recipient_local_time=recipient_local_time,
+        now=now or timezone.now(),
+    )
+    if request.schedule_type == "immediate":
+        return request
+    return replace(
+        request,
+        **_parse_policies(
+            schedule_type=request.schedule_type,
+            max_lateness_minutes=max_lateness_minutes,
+            quiet_hours=quiet_hours,
+            only_new_recipients=only_new_recipients,
+        ),
+    )
+
+
+def _parse_policies(
+    *, schedule_type: str, max_lateness_minutes: Any, quiet_hours: Any, only_new_recipients: Any
+) -> dict:
+    """The scheduling policies of docs/decisions/060, every problem at once."""
+    problems: dict[str, list[str]] = {}
+    lateness = max_lateness_minutes
+    if lateness is not None and (
+        isinstance(lateness, bool) or not isinstance(lateness, int) or not 1 <= lateness <= MAX_LATENESS_MINUTES
+    ):
+        problems["max_lateness_minutes"] = [
+            f"max_lateness_minutes must be a whole number of minutes from 1 to {MAX_LATENESS_MINUTES}, or null."
+        ]
+    quiet = None
+    try:
+        quiet = parse_quiet_hours(quiet_hours)
+    except errors.ValidationError as exc:
+        problems.update(exc.details)
+    only_new = only_new_recipients
+    if only_new is None:
+        only_new = False
+    if not isinstance(only_new, bool):
+        problems["only_new_recipients"] = ["Must be true or false."]
+    elif only_new and schedule_type != "recurring":
+        problems["only_new_recipients"] = ["only_new_recipients applies to recurring schedules only."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+    return {"max_lateness_minutes": lateness, "quiet_hours": quiet, "only_new_recipients": only_new}
+
+
+def _schedule_parse_times(
+    *,
+    schedule_type: str | None,
+    scheduled_at: Any,
+    timezone_name: str | None,
+    recurring_config: Any,
+    send_time_optimization: Any,
+    recipient_local_time: bool,
+    now: datetime,
+) -> ScheduleRequest:
     if not schedule_type:
         if scheduled_at is not None:
             schedule_type = "scheduled"
@@ -181,8 +252,6 @@ def schedule_parse(
         config = scheduling.parse_recurring_config(recurring_config, now=now)
         # "Every 2 weeks" counts from the first run, which is the next matching slot from now (what a user
         # of an ESP expects), not a full period later: anchor = the local date of the first slot.
-        from dataclasses import replace
-
         first = scheduling.next_runs(config=replace(config, interval=1), after=now, count=1)
         anchor = first[0].astimezone(config.zone).date() if first else None
         runs = scheduling.next_runs(config=config, after=now, count=1, anchor=anchor)
@@ -231,6 +300,9 @@ def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: dateti
     campaign.recurring_anchor = request.anchor
     campaign.send_time_optimization = request.send_time_optimization
     campaign.recipient_local_time = request.recipient_local_time
+    campaign.max_lateness_minutes = request.max_lateness_minutes
+    campaign.quiet_hours = request.quiet_hours.to_dict() if request.quiet_hours else None
+    campaign.only_new_recipients = request.only_new_recipients
     campaign.next_run_at = request.first_run_at
     if request.recipient_local_time and request.first_run_at:
         # The run starts when the first zone on Earth reaches the wall time (campaigns.planning).
@@ -249,6 +321,10 @@ SCHEDULE_FIELDS = [
     "launch_enqueued_at",
     "send_time_optimization",
     "recipient_local_time",
+    "max_lateness_minutes",
+    "quiet_hours",
+    "only_new_recipients",
+    "sandbox",
     "updated_at",
 ]
 
@@ -283,9 +359,15 @@ def _run_totals(run: CampaignRun) -> dict:
 
 
 def campaign_schedule(
-    *, workspace: Workspace, campaign_id: UUID | str, request: ScheduleRequest, now: datetime | None = None
+    *,
+    workspace: Workspace,
+    campaign_id: UUID | str,
+    request: ScheduleRequest,
+    sandbox: bool = False,
+    now: datetime | None = None,
 ) -> Campaign:
-    """Schedule, reschedule, or (`immediate`) clear the schedule and return to draft."""
+    """Schedule, reschedule, or (`immediate`) clear the schedule and return to draft. `sandbox`: scheduled
+    with a sandbox key, so its runs hand nothing to the mail server (docs/decisions/061)."""
     now = now or timezone.now()
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
@@ -305,6 +387,7 @@ def campaign_schedule(
         _require_ready(workspace=workspace, campaign=campaign)
         rescheduled = campaign.status == Campaign.Status.SCHEDULED
         _apply_schedule(campaign, request, now=now)
+        campaign.sandbox = sandbox
         campaign.status = Campaign.Status.SCHEDULED
         campaign.save(update_fields=SCHEDULE_FIELDS)
         kind = Event.Type.CAMPAIGN_RESCHEDULED if rescheduled else Event.Type.CAMPAIGN_SCHEDULED
@@ -336,6 +419,7 @@ def _start_run(
         due_at=due_at,
         occurrence_at=occurrence or due_at,
         status=CampaignRun.Status.PENDING,
+        sandbox=campaign.sandbox,
     )
     run_id = str(run.id)
     transaction.on_commit(lambda: enqueue_fan_out(run_id))
@@ -351,8 +435,11 @@ def enqueue_fan_out(run_id: UUID | str) -> None:
     current_app.send_task(FAN_OUT_TASK, args=[str(run_id)], queue="bulk", priority=0)
 
 
-def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
-    """Start sending at once: the campaign is `sending` when this returns and a run is created."""
+def campaign_send_now(
+    *, workspace: Workspace, campaign_id: UUID | str, sandbox: bool = False, now: datetime | None = None
+) -> Campaign:
+    """Start sending at once: the campaign is `sending` when this returns and a run is created. `sandbox`:
+    sent with a sandbox key, the run hands nothing to the mail server (docs/decisions/061)."""
     now = now or timezone.now()
     with transaction.atomic():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
@@ -360,6 +447,7 @@ def campaign_send_now(*, workspace: Workspace, campaign_id: UUID | str, now: dat
             raise campaign_errors.CampaignNotSendable(status=campaign.status)
         _require_ready(workspace=workspace, campaign=campaign)
         campaign.clear_schedule()
+        campaign.sandbox = sandbox
         campaign.status = Campaign.Status.SENDING
         campaign.save(update_fields=SCHEDULE_FIELDS)
         run = _start_run(campaign=campaign, trigger="now", due_at=now)
@@ -509,7 +597,12 @@ def _assign_fields(campaign: Campaign, fields: dict) -> list[str]:
 
 
 def campaign_create(
-    *, workspace: Workspace, fields: dict, schedule: ScheduleRequest | None = None, now: datetime | None = None
+    *,
+    workspace: Workspace,
+    fields: dict,
+    schedule: ScheduleRequest | None = None,
+    sandbox: bool = False,
+    now: datetime | None = None,
 ) -> Campaign:
     """Create a draft. With a schedule it is scheduled at once when ready; when not ready it stays a draft
     and the response's readiness says what is missing (the schedule is not kept: a draft has none)."""
@@ -526,11 +619,15 @@ def campaign_create(
     if schedule is not None and schedule.schedule_type != "immediate":
         readiness = campaign_readiness(workspace=workspace, campaign=campaign)
         if readiness["can_send"]:
-            campaign = campaign_schedule(workspace=workspace, campaign_id=campaign.id, request=schedule, now=now)
+            campaign = campaign_schedule(
+                workspace=workspace, campaign_id=campaign.id, request=schedule, sandbox=sandbox, now=now
+            )
     return campaign
 
 
-def campaign_create_send(*, workspace: Workspace, fields: dict, now: datetime | None = None) -> Campaign:
+def campaign_create_send(
+    *, workspace: Workspace, fields: dict, sandbox: bool = False, now: datetime | None = None
+) -> Campaign:
     """Create and send in one call; nothing is stored when the campaign is not ready (422)."""
     _check_template_fields(fields)
     fields = _clean_fields(fields)
@@ -541,7 +638,7 @@ def campaign_create_send(*, workspace: Workspace, fields: dict, now: datetime | 
         campaign.save()
         if fields.get("labels"):
             campaign.labels.set(fields["labels"])
-        return campaign_send_now(workspace=workspace, campaign_id=campaign.id, now=now)
+        return campaign_send_now(workspace=workspace, campaign_id=campaign.id, sandbox=sandbox, now=now)
 
 
 def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: dict) -> Campaign:
@@ -659,6 +756,8 @@ def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetim
                 status=CampaignRun.Status.CANCELLED,
                 finished_at=now,
             )
+            # Figures from the rows, so `pending` is what is still in flight (0 once it lands).
+            _run_recount(run_id=run.pk, status=CampaignRun.Status.CANCELLED)
             logger.info("Campaign %s stopped: %s deliveries of run %s cancelled", campaign.id, cancelled, run.id)
             _campaign_event(campaign, Event.Type.CAMPAIGN_CANCELLED, run=run, reason="stopped", cancelled=cancelled)
     return campaign
@@ -683,6 +782,8 @@ def campaign_launch(*, campaign_id: UUID | str, due_at: datetime, now: datetime 
         if due_at > now:
             return None
         occurrence = _occurrence_for(campaign, due_at)
+        if _too_late(campaign, due_at=due_at, now=now):
+            return _run_missed(campaign, due_at=due_at, occurrence=occurrence, now=now)
         run = _start_run(campaign=campaign, trigger="schedule", due_at=due_at, occurrence=occurrence)
         campaign.status = Campaign.Status.SENDING
         if campaign.schedule_type == Campaign.ScheduleType.RECURRING:
@@ -692,6 +793,52 @@ def campaign_launch(*, campaign_id: UUID | str, due_at: datetime, now: datetime 
         campaign.launch_enqueued_at = None
         campaign.save(update_fields=["status", "next_run_at", "launch_enqueued_at", "updated_at"])
         _campaign_event(campaign, Event.Type.CAMPAIGN_SENDING, run=run, trigger="schedule")
+    return run
+
+
+def _too_late(campaign: Campaign, *, due_at: datetime, now: datetime) -> bool:
+    lateness = campaign.max_lateness_minutes
+    return lateness is not None and now - due_at > timedelta(minutes=lateness)
+
+
+def _run_missed(campaign: Campaign, *, due_at: datetime, occurrence: datetime, now: datetime) -> CampaignRun:
+    """A launch later than the campaign's max_lateness_minutes (downtime, a stopped beat): it does not send
+    late. The run is recorded as `missed` with its reason; a one-off campaign becomes `failed` (startable
+    again), a recurring one waits for its next occurrence (docs/decisions/060). Campaign row locked by the
+    caller."""
+    late = int((now - due_at).total_seconds() // 60)
+    reason = (
+        f"missed: could not start until {late} minutes after its due time "
+        f"(max_lateness_minutes is {campaign.max_lateness_minutes})"
+    )
+    run = CampaignRun.objects.create(
+        workspace_id=campaign.workspace_id,
+        campaign=campaign,
+        trigger="schedule",
+        due_at=due_at,
+        occurrence_at=occurrence,
+        status=CampaignRun.Status.MISSED,
+        finished_at=now,
+        failure_reason=reason,
+        sandbox=campaign.sandbox,
+    )
+    if campaign.schedule_type == Campaign.ScheduleType.RECURRING:
+        campaign.next_run_at = _next_recurring_launch(campaign, after=occurrence, now=now)
+        campaign.status = Campaign.Status.SCHEDULED if campaign.next_run_at else Campaign.Status.SENT
+    else:
+        campaign.next_run_at = None
+        campaign.status = Campaign.Status.FAILED
+    campaign.launch_enqueued_at = None
+    campaign.save(update_fields=["status", "next_run_at", "launch_enqueued_at", "updated_at"])
+    _campaign_event(
+        campaign,
+        Event.Type.CAMPAIGN_MISSED,
+        run=run,
+        reason=reason,
+        due_at=timerules.to_utc_iso(due_at),
+        **_schedule_data(campaign),
+    )
+    logger.warning("Campaign %s missed its run due %s: %s", campaign.pk, due_at, reason)
     return run
 
 
@@ -721,7 +868,9 @@ def _next_recurring_launch(campaign: Campaign, *, after: datetime, now: datetime
 
 def campaign_run_count(*, run_id: UUID | str, counts: dict[str, int]) -> None:
     """Live progress: add a send batch's outcomes to the run's counters (recounted exactly at the end)."""
-    known = {name: value for name, value in counts.items() if name in ("sent", "failed", "skipped") and value}
+    known = {
+        name: value for name, value in counts.items() if name in ("sent", "failed", "skipped", "cancelled") and value
+    }
     if known:
         CampaignRun.objects.filter(pk=run_id).update(**{name: F(name) + value for name, value in known.items()})
 
@@ -735,18 +884,30 @@ def campaign_run_deliveries_final(*, run_id: UUID | str, now: datetime | None = 
     S = Delivery.Status
     if Delivery.objects.filter(run_id=run_id, status__in=[S.QUEUED, S.SENDING]).exists():
         return False
+    # A stopped run's last in-flight messages have landed: its figures become exact, it stays cancelled.
+    _run_recount(run_id=run_id, status=CampaignRun.Status.CANCELLED)
+    if not _run_recount(run_id=run_id, status=CampaignRun.Status.SENDING):
+        return False
+    return campaign_run_finished(run_id=run_id, now=now)
+
+
+def _run_recount(*, run_id: UUID | str, status: str) -> bool:
+    """Set the run's counters from its delivery rows, if the run is in `status`. Returns whether it was."""
+    S = Delivery.Status
+    if not CampaignRun.objects.filter(pk=run_id, status=status).exists():
+        return False
     by_status = {
         row["status"]: row["n"]
         for row in Delivery.objects.filter(run_id=run_id).values("status").annotate(n=Count("id"))
     }
-    recounted = CampaignRun.objects.filter(pk=run_id, status=CampaignRun.Status.SENDING).update(
-        sent=by_status.get(S.SENT, 0),
-        failed=by_status.get(S.FAILED, 0) + by_status.get(S.BOUNCED, 0) + by_status.get(S.UNCERTAIN, 0),
-        skipped=by_status.get(S.SKIPPED, 0),
+    return bool(
+        CampaignRun.objects.filter(pk=run_id, status=status).update(
+            sent=by_status.get(S.SENT, 0),
+            failed=by_status.get(S.FAILED, 0) + by_status.get(S.BOUNCED, 0) + by_status.get(S.UNCERTAIN, 0),
+            skipped=by_status.get(S.SKIPPED, 0),
+            cancelled=by_status.get(S.CANCELLED, 0),
+        )
     )
-    if not recounted:
-        return False
-    return campaign_run_finished(run_id=run_id, now=now)
 
 
 def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) -> bool:

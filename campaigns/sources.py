@@ -7,7 +7,9 @@ from django.db.models import Q, QuerySet
 
 from campaigns.models import Campaign, CampaignRun
 from campaigns.selectors import campaign_message_content
+from common.quiet_hours import QuietHours
 from delivery.content import MessageContent
+from delivery.sources import RunPolicy
 
 R = CampaignRun.Status
 
@@ -41,3 +43,13 @@ class CampaignRunSource:
                 by_campaign[run.campaign_id] = campaign_message_content(campaign=run.campaign)
             out[run.pk] = by_campaign[run.campaign_id]
         return out
+
+    def policies(self, run_ids: Iterable[UUID]) -> dict[UUID, RunPolicy]:
+        rows = CampaignRun.objects.filter(pk__in=list(run_ids)).values_list(
+            "pk", "campaign__max_lateness_minutes", "campaign__quiet_hours"
+        )
+        return {
+            pk: RunPolicy(max_lateness_minutes=lateness, quiet_hours=QuietHours.from_dict(quiet))
+            for pk, lateness, quiet in rows
+            if lateness is not None or quiet
+        }

@@ -29,10 +29,12 @@ class SinkHandler:
     messages: list[ReceivedMessage] = field(default_factory=list)
     # Recipients that get a permanent (5xx) or temporary (4xx) refusal, for bounce and retry tests.
     reject: dict[str, str] = field(default_factory=dict)
+    # The same by recipient domain ("slow.example.org": "451 4.7.1 Try again later"): a provider deferring.
+    reject_domains: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        answer = self.reject.get(address.lower())
+        answer = self.reject.get(address.lower()) or self.reject_domains.get(address.lower().rpartition("@")[2])
         if answer:
             return answer
         envelope.rcpt_tos.append(address)

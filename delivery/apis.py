@@ -3,11 +3,11 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 
-from accounts.api import WorkspaceApiMixin
-from delivery import selectors
+from accounts.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
+from delivery import selectors, services
 from delivery.filters import EventFilter
-from delivery.models import Event
-from delivery.serializers import StreamEventOutput
+from delivery.models import Event, Throttle
+from delivery.serializers import StreamEventOutput, ThrottleInput, ThrottleOutput
 
 
 class EventListApi(WorkspaceApiMixin, generics.GenericAPIView):
@@ -33,3 +33,17 @@ class EventListApi(WorkspaceApiMixin, generics.GenericAPIView):
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(StreamEventOutput(page, many=True).data)
+
+
+@crud_schema("throttle", ThrottleInput, ThrottleOutput, tags=["Throttles"])
+class ThrottleViewSet(WorkspaceCrudViewSet):
+    """Send-rate limits as data: per workspace, per recipient domain, per sending domain (with a warm-up
+    ramp). A change reaches sends already under way with their next batch, within seconds."""
+
+    queryset = Throttle.objects.none()  # for the schema only
+    input_serializer_class = ThrottleInput
+    output_serializer_class = ThrottleOutput
+    list_selector = selectors.throttle_list
+    create_service = services.throttle_create
+    update_service = services.throttle_update
+    delete_service = services.throttle_delete

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 
 from accounts.models import Workspace
@@ -67,6 +69,8 @@ class Delivery(models.Model):
     # Set by the lease reaper (delivery.engine) on a message that was in flight when its worker died: it
     # may have reached the recipient already, so a resend may be a duplicate (docs/architecture.md#delivery-engine).
     possible_duplicate = models.BooleanField(default=False)
+    # Of a sandbox run: rendered and marked like any other, never handed to the mail server.
+    sandbox = models.BooleanField(default=False)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -169,3 +173,35 @@ class SendProgress(models.Model):
 
     def __str__(self) -> str:
         return f"batch until {self.lease_until:%H:%M:%S} at delivery {self.position}"
+class Throttle(models.Model):
+    """A send-rate limit kept as data (docs/decisions/062): per workspace, per recipient domain or per
+    sending domain, editable in the API and the admin and read by every send batch, so a change takes
+    effect within one batch. The environment's DELIVERY_RATE_* stay the defaults where no row says more.
+    A sending-domain row may carry a warm-up ramp: a daily cap per day since `warmup_started_on`."""
+
+    class Scope(models.TextChoices):
+        WORKSPACE = "workspace"
+        RECIPIENT_DOMAIN = "recipient_domain"
+        SENDING_DOMAIN = "sending_domain"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="throttles")
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    # The recipient or sending domain; blank for the workspace scope.
+    domain = models.CharField(max_length=253, blank=True)
+    rate_per_second = models.FloatField(null=True, blank=True, help_text="Messages a second; empty = no rate limit.")
+    warmup_started_on = models.DateField(null=True, blank=True, help_text="Day 1 of the warm-up ramp (UTC).")
+    warmup_daily_caps = models.JSONField(
+        null=True, blank=True, help_text="Messages allowed on day 1, 2, ... of the ramp; after the last, no cap."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "scope", "domain"], name="uniq_throttle_per_scope_domain")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.domain or ''}: {self.rate_per_second or '-'}/s".strip()

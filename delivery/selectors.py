@@ -7,7 +7,11 @@ from django.db.models import QuerySet
 
 from accounts.models import Workspace
 from delivery import tracking
-from delivery.models import Delivery, Event
+from delivery.models import Delivery, Event, Throttle
+
+
+def throttle_list(*, workspace: Workspace) -> QuerySet[Throttle]:
+    return Throttle.objects.filter(workspace=workspace)
 
 
 def event_list(*, workspace: Workspace) -> QuerySet[Event]:

@@ -73,6 +73,12 @@ def message_bytes(message: OutgoingMessage) -> bytes:
     return message.blueprint.build(message.envelope)
 
 
+def dry_run(message: OutgoingMessage) -> None:
+    """A sandbox message: built to the last byte as hand_off would build it (so a sandbox run finds the
+    same problems a live one would), then dropped (docs/decisions/061)."""
+    message_bytes(message)
+
+
 def hand_off(transport: Transport, message: OutgoingMessage, *, raw: bytes | None = None) -> None:
     """Hand over `raw` (bytes from message_bytes, possibly transformed since, e.g. signed) when the transport
     takes bytes, else the message as a Django EmailMessage. Raises delivery.transport.SendError."""

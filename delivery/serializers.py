@@ -1,6 +1,9 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from delivery.models import Event
+from common.serializers import NullableObjectField, StrictInputSerializer, reject_nul
+from delivery.models import Event, Throttle
+from delivery.services import throttle_warmup
 
 
 class StreamEventOutput(serializers.Serializer):
@@ -23,3 +26,39 @@ class StreamEventOutput(serializers.Serializer):
         help_text="By type: reason (bounced, failed, cancelled, deferred), retry_at (deferred), url (clicked), "
         "user_agent (opened, clicked, unsubscribed), detail (a sentence of the transactional message log)."
     )
+
+
+@extend_schema_field({"type": "string", "enum": Throttle.Scope.values})
+class ThrottleScopeField(serializers.CharField):
+    """Text: delivery.services.throttle_clean owns the rule and its message (docs/decisions/014)."""
+
+
+class ThrottleInput(StrictInputSerializer):
+    """Types only; the rules are delivery.services.throttle_clean's."""
+
+    scope = ThrottleScopeField(help_text="workspace, recipient_domain or sending_domain.")
+    domain = serializers.CharField(
+        required=False, allow_blank=True, default="", validators=[reject_nul], help_text="Blank for workspace."
+    )
+    rate_per_second = serializers.FloatField(required=False, allow_null=True, default=None)
+    warmup = NullableObjectField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text='Sending domains: {"started_on": "2026-12-01", "daily_caps": [50, 100, 200]}; after the last '
+        "day, no cap.",
+    )
+
+
+class ThrottleOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    scope = ThrottleScopeField()
+    domain = serializers.CharField()
+    rate_per_second = serializers.FloatField(allow_null=True)
+    warmup = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(NullableObjectField(allow_null=True))
+    def get_warmup(self, throttle):
+        return throttle_warmup(throttle)

@@ -28,22 +28,29 @@ import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Workspace, normalize_domain
 from audience.models import Contact, Suppression, normalize_email
 from audience.services import contact_suppress
+from common import errors
+from common.addresses import domain_of
+from common.db import unique_or_400
+from common.quiet_hours import quiet_hours_release
 from common.rendering import TemplateBudgetExceeded, TemplateRenderError
+from common.timezones import is_valid_timezone
 from delivery import selectors, sending, signals, tracking
 from delivery.mime import HeaderInjection
-from delivery.models import Delivery, Event, SendProgress
+from delivery.models import Delivery, Event, SendProgress, Throttle
 from delivery.sources import run_source
 from delivery.throttle import SendThrottle
-from delivery.transport import SendError, Transport, backoff_delay
+from delivery.transport import ConnectionLost, SendError, Transport, backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +172,11 @@ def _event_select(*, source: str, occurred_at: datetime, flags: tuple[str, ...] 
         f"WHEN status = 'queued' THEN {build}('reason', error, 'retry_at', {retry_at}{flag_sql}) "
         f"ELSE {build}('reason', error{flag_sql}) END"
     )
+    # Every event of a sandbox delivery says so (docs/decisions/061).
+    if _is_postgres():
+        data = f"({data}) || CASE WHEN sandbox THEN jsonb_build_object('sandbox', true) ELSE '{{}}'::jsonb END"
+    else:
+        data = f"json_patch({data}, CASE WHEN sandbox THEN json_object('sandbox', json('true')) ELSE '{{}}' END)"
     sql = (
         f"SELECT workspace_id, CASE status {cases} END, COALESCE(sent_at, %s), email, message_id, id, "
         "campaign_id, run_id, "
@@ -179,7 +191,7 @@ def update_with_events(
 ) -> list:
     """UPDATE deliveries and write one event per changed row, atomically. Returns [(id, status)]."""
     now = timezone.now()
-    returning = "id, status, workspace_id, email, message_id, run_id, campaign_id, error, send_at, sent_at"
+    returning = "id, status, workspace_id, email, message_id, run_id, campaign_id, error, send_at, sent_at, sandbox"
     update = f"UPDATE {_TABLE} SET {set_sql} WHERE {where_sql} RETURNING {returning}"
     with transaction.atomic(), connection.cursor() as cursor:
         if _is_postgres():
@@ -299,7 +311,7 @@ class _Batch:
         relaxed = self._relax_commit_durability()
         finished = False
         try:
-            sendable = self._skip_suppressed(rows)
+            sendable = self._apply_policies(self._skip_suppressed(rows))
             if sendable:
                 self._send_all(sendable)
             finished = True
@@ -384,40 +396,94 @@ class _Batch:
             self._count(row, "skipped")
         return sendable
 
+    def _apply_policies(self, rows: list[Delivery]) -> list[Delivery]:
+        """The run's scheduling policies at send time (docs/decisions/060), on the claimed rows: a row later
+        than max_lateness_minutes past its send time (a long worker outage, a queue paused for hours) is
+        cancelled as missed; a row whose recipient is inside the quiet hours now (a resume at night) is held
+        until they end. Returns the rows that may go now."""
+        if not rows:
+            return rows
+        policies = run_source().policies({row.run_id for row in rows})
+        if not policies:
+            return rows
+        now = timezone.now()
+        go: list[Delivery] = []
+        held: dict[datetime, list[Delivery]] = defaultdict(list)
+        for row in rows:
+            policy = policies.get(row.run_id)
+            if policy is None:
+                go.append(row)
+                continue
+            lateness = policy.max_lateness_minutes
+            if lateness is not None and now - row.send_at > timedelta(minutes=lateness):
+                late = int((now - row.send_at).total_seconds() // 60)
+                error = f"missed: {late} minutes after its send time (max_lateness_minutes is {lateness})"
+                self._end(row, S.QUEUED, S.CANCELLED, error=error, counter="cancelled")
+                continue
+            zone = row.contact.timezone if row.contact is not None else ""
+            zone = zone if zone and is_valid_timezone(zone) else row.workspace.timezone
+            release = quiet_hours_release(quiet=policy.quiet_hours, instant=now, zone_name=zone)
+            if release is not None:
+                held[release].append(row)
+                continue
+            go.append(row)
+        for release, group in held.items():
+            self._defer(group, delay=0, until=release, error="held: quiet hours")
+        return go
+
     # --- the send loop --------------------------------------------------------------------------------
 
     def _send_all(self, rows: list[Delivery]) -> None:
         """A chunk of DELIVERY_MARK_EVERY messages at a time: build them, mark them `sending` in one
         statement (with the previous chunk's outcomes and their events), then per message only move the
         progress row and hand it over. The database is out of the per-message loop but for that one
-        HOT update; what a crash leaves is settled from the progress row (SendProgress)."""
+        HOT update; what a crash leaves is settled from the progress row (SendProgress). Sandbox rows are
+        built to the last byte and dropped (docs/decisions/061)."""
         builder = _Builder(run_source().contents({row.run_id for row in rows}))
-        transport = Transport()
+        # A batch of sandbox rows only never opens a connection: nothing of theirs reaches a mail server.
+        transport = Transport() if any(not row.sandbox for row in rows) else None
         try:
-            transport.open()
+            if transport is not None:
+                transport.open()
         except SendError as exc:
             logger.warning("Mail server unreachable, %d deliveries requeued: %s", len(rows), exc)
             self._defer(rows, delay=delivery_setting("DELIVERY_CONNECT_RETRY_SECONDS"), error=str(exc))
             return
         try:
             self._progress_start()
+            held: set[int] = set()  # rows given back for a throttle wait
             for start in range(0, len(rows), self.mark_every):
-                built = (self._build(builder, transport, row) for row in rows[start : start + self.mark_every])
+                chunk = [row for row in rows[start : start + self.mark_every] if row.id not in held]
+                built = (self._build(builder, transport, row) for row in chunk)
                 ready = self._mark_sending([p for p in built if p is not None])
                 for index, prepared in enumerate(ready):
-                    wait = self._admit(prepared.row)
+                    row = prepared.row
+                    if row.id in held:
+                        continue
+                    wait = (
+                        0.0
+                        if row.sandbox
+                        else self._admit(row, sending_domain=domain_of(prepared.message.content.from_email))
+                    )
                     if wait:
+                        # Only the rest of this recipient domain waits: a throttled domain (or a deferring one,
+                        # docs/decisions/062) must not hold back the other domains of the batch. A workspace-wide
+                        # limit makes every domain wait in turn, one deferral per domain.
+                        domain = domain_of(row.email)
                         later = [p.row for p in ready[index:]] + rows[start + self.mark_every :]
-                        self._defer(later, delay=wait, error="")
-                        return
-                    self._advance(prepared.row.id)
+                        waiting = [r for r in later if r.id not in held and domain_of(r.email) == domain]
+                        self._defer(waiting, delay=wait, error="")
+                        held.update(r.id for r in waiting)
+                        continue
+                    self._advance(row.id)
                     self._send_one(transport, prepared)
         except LeaseLost:
             logger.warning("Batch lost its lease (its rows were given back by the reaper); it stops here")
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
 
-    def _build(self, builder: "_Builder", transport: Transport, row: Delivery) -> _Prepared | None:
+    def _build(self, builder: "_Builder", transport: Transport | None, row: Delivery) -> _Prepared | None:
         """The message and, for the SMTP transport, its bytes; a failure is this row's outcome (failed)."""
         try:
             message = builder.compose(row)
@@ -427,16 +493,20 @@ class _Batch:
         except HeaderInjection as exc:
             self._end(row, S.QUEUED, S.FAILED, error=f"refused: {exc}")
             return None
-        raw = sending.message_bytes(message) if transport.raw_capable else None
+        if row.sandbox:
+            sending.dry_run(message)
+            raw = None
+        else:
+            raw = sending.message_bytes(message) if transport.raw_capable else None
         return _Prepared(row=row, message=message, raw=raw)
 
-    def _admit(self, row: Delivery) -> float:
+    def _admit(self, row: Delivery, *, sending_domain: str = "") -> float:
         """0 when the throttle lets this message go now, else how long to requeue the rest for. Short
         waits are slept (the exact time until a token, no polling); outcomes are written first, so
         nothing sits unrecorded during the sleep."""
         budget = float(delivery_setting("DELIVERY_THROTTLE_MAX_WAIT_SECONDS"))
         while True:
-            wait = self.throttle.acquire(workspace_id=row.workspace_id, email=row.email)
+            wait = self.throttle.acquire(workspace_id=row.workspace_id, email=row.email, sending_domain=sending_domain)
             if wait <= 0:
                 return 0.0
             if wait > budget:
@@ -496,11 +566,12 @@ class _Batch:
         if self.progress:
             SendProgress.objects.filter(lease_until=self.lease).delete()
 
-    def _send_one(self, transport: Transport, prepared: _Prepared) -> None:
+    def _send_one(self, transport: Transport | None, prepared: _Prepared) -> None:
         row, message = prepared.row, prepared.message
         attempts = row.attempts + 1
         try:
-            sending.hand_off(transport, message, raw=prepared.raw)
+            if not row.sandbox:
+                sending.hand_off(transport, message, raw=prepared.raw)
         except SendError as exc:
             if exc.permanent and exc.recipient_fault:
                 self._end(row, S.SENDING, S.BOUNCED, error=str(exc), counter="bounced")
@@ -513,6 +584,9 @@ class _Batch:
             elif exc.permanent or attempts >= delivery_setting("DELIVERY_MAX_ATTEMPTS"):
                 self._end(row, S.SENDING, S.FAILED, error=str(exc))
             else:
+                if not isinstance(exc, ConnectionLost):
+                    # A 4xx answer: the receiving domain asks us to slow down (docs/decisions/062).
+                    self.throttle.record_deferral(email=row.email)
                 self.pending.append(
                     _Outcome(
                         row.id,
@@ -540,12 +614,13 @@ class _Batch:
         setattr(self.result, counter, getattr(self.result, counter) + 1)
         self.run_counts[row.run_id]["failed" if counter == "bounced" else counter] += 1
 
-    def _defer(self, rows: list[Delivery], *, delay: float, error: str) -> None:
+    def _defer(self, rows: list[Delivery], *, delay: float, error: str, until: datetime | None = None) -> None:
         """Give claimed, never attempted rows back (queued ones, and `sending` ones of the current chunk
-        not yet handed over): queued, unleased, due again after `delay`. Not an event: nothing was
-        attempted (a throttle wait or an unreachable server is ours, not the message's)."""
+        not yet handed over): queued, unleased, due again after `delay` (or at `until`). Not an event:
+        nothing was attempted (a throttle wait, an unreachable server or quiet hours are ours, not the
+        message's)."""
         self._flush()
-        send_at = timezone.now() + timedelta(seconds=delay)
+        send_at = until or timezone.now() + timedelta(seconds=delay)
         ids = [row.id for row in rows]
         sql = f"""UPDATE {_TABLE} SET status = %s, lease_until = NULL, enqueued_at = NULL, send_at = %s, error = %s,
                       attempts = CASE WHEN status = %s THEN attempts - 1 ELSE attempts END,
@@ -722,13 +797,20 @@ class DeliveryWriter:
 
     VARYING = ("contact_id", "email", "send_at", "send_reason")
 
-    def __init__(self, *, workspace_id: UUID, run_id: UUID, campaign_id: UUID):
+    def __init__(self, *, workspace_id: UUID, run_id: UUID, campaign_id: UUID, sandbox: bool = False):
         self.workspace_id, self.run_id, self.campaign_id = workspace_id, run_id, campaign_id
+        self.sandbox = sandbox
         # A run with no rows yet (the usual first attempt, under the fan-out's per-run lock) can COPY
         # straight into the table; a re-run after a crash must skip the rows the first attempt wrote.
         self.fresh = not Delivery.objects.filter(run_id=run_id).exists()
         self.written = 0
-        fixed = {"workspace_id": workspace_id, "run_id": run_id, "campaign_id": campaign_id, "status": S.QUEUED}
+        fixed = {
+            "workspace_id": workspace_id,
+            "run_id": run_id,
+            "campaign_id": campaign_id,
+            "status": S.QUEUED,
+            "sandbox": sandbox,
+        }
         # Every other column gets its model default, so a field added to Delivery later needs no change here.
         self.fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
         self.columns = [f.column for f in self.fields]
@@ -788,6 +870,7 @@ class DeliveryWriter:
                 email=email,
                 send_at=send_at,
                 send_reason=reason,
+                sandbox=self.sandbox,
             )
             for contact_id, email, send_at, reason in chunk
         ]
@@ -957,3 +1040,117 @@ def tracking_unsubscribe(*, target: tracking.Target, user_agent: str) -> bool:
         ):
             _message_event(target, E.UNSUBSCRIBED, user_agent=user_agent)
     return True
+
+
+# --- throttles kept as data (docs/decisions/062) -----------------------------------------------------------
+
+MAX_RATE_PER_SECOND = 100_000
+MAX_WARMUP_DAYS = 365
+
+
+def throttle_clean(*, scope: str, domain: str = "", rate_per_second: Any = None, warmup: Any = None) -> dict[str, Any]:
+    """The one rule of a throttle's fields, for the API, the admin and direct calls: a known scope, a domain
+    exactly when the scope is a domain's, a positive rate or none, and a warm-up ramp only on a sending
+    domain. Returns the model's fields; a 400 naming every field otherwise."""
+    problems: dict[str, list[str]] = {}
+    if scope not in Throttle.Scope.values:
+        problems["scope"] = [f"scope must be one of: {', '.join(Throttle.Scope.values)}."]
+    domain = (domain or "").strip()
+    if scope == Throttle.Scope.WORKSPACE:
+        if domain:
+            problems["domain"] = ["A workspace throttle has no domain."]
+    elif scope in Throttle.Scope.values:
+        try:
+            domain = normalize_domain(domain)
+        except ValueError as exc:
+            problems["domain"] = [str(exc)]
+    if rate_per_second is not None and (
+        isinstance(rate_per_second, bool)
+        or not isinstance(rate_per_second, int | float)
+        or not 0 < rate_per_second <= MAX_RATE_PER_SECOND
+    ):
+        problems["rate_per_second"] = [f"rate_per_second must be a number above 0 and at most {MAX_RATE_PER_SECOND}."]
+    started_on, caps = _warmup_clean(warmup, scope=scope, problems=problems)
+    if rate_per_second is None and caps is None and "rate_per_second" not in problems:
+        problems["rate_per_second"] = ["Give rate_per_second, a warm-up, or both."]
+    if problems:
+        raise errors.ValidationError(details=problems)
+    return {
+        "scope": scope,
+        "domain": domain,
+        "rate_per_second": float(rate_per_second) if rate_per_second is not None else None,
+        "warmup_started_on": started_on,
+        "warmup_daily_caps": caps,
+    }
+
+
+def _warmup_clean(warmup: Any, *, scope: str, problems: dict) -> tuple[date | None, list[int] | None]:
+    if warmup is None:
+        return None, None
+    if scope != Throttle.Scope.SENDING_DOMAIN:
+        problems["warmup"] = ["Only a sending_domain throttle takes a warm-up ramp."]
+        return None, None
+    if not isinstance(warmup, dict):
+        problems["warmup"] = ['warmup must be an object: {"started_on": "2026-12-01", "daily_caps": [50, 100]}.']
+        return None, None
+    for key in sorted(set(map(str, warmup)) - {"started_on", "daily_caps"}):
+        problems[f"warmup.{key}"] = ["Unknown field."]
+    started_on = None
+    raw = warmup.get("started_on")
+    try:
+        started_on = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
+    except ValueError:
+        started_on = None
+    if started_on is None:
+        problems["warmup.started_on"] = ['started_on must be a date "YYYY-MM-DD" (day 1 of the ramp, UTC).']
+    caps = warmup.get("daily_caps")
+    if (
+        not isinstance(caps, list)
+        or not 1 <= len(caps) <= MAX_WARMUP_DAYS
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in caps)
+    ):
+        problems["warmup.daily_caps"] = [
+            f"daily_caps must be a list of 1 to {MAX_WARMUP_DAYS} whole numbers of messages, each at least 1."
+        ]
+        caps = None
+    return started_on, caps
+
+
+def throttle_create(*, workspace: Workspace, **fields) -> Throttle:
+    throttle = Throttle(workspace=workspace, **throttle_clean(**fields))
+    return _throttle_save(throttle)
+
+
+def throttle_update(*, workspace: Workspace, instance: Throttle, **fields) -> Throttle:
+    """Change a throttle; the fields not given keep their values and the result is checked whole. Send
+    batches read throttles when they start, so the change reaches a running send within a batch."""
+    if instance.workspace_id != workspace.pk:
+        raise errors.NotFound()
+    current = {
+        "scope": instance.scope,
+        "domain": instance.domain,
+        "rate_per_second": instance.rate_per_second,
+        "warmup": throttle_warmup(instance),
+    }
+    for name, value in throttle_clean(**{**current, **fields}).items():
+        setattr(instance, name, value)
+    return _throttle_save(instance)
+
+
+def throttle_delete(*, workspace: Workspace, instance: Throttle) -> None:
+    deleted, _ = Throttle.objects.filter(workspace=workspace, pk=instance.pk).delete()
+    if not deleted:
+        raise errors.NotFound()
+
+
+def throttle_warmup(throttle: Throttle) -> dict | None:
+    if throttle.warmup_started_on is None or not throttle.warmup_daily_caps:
+        return None
+    return {"started_on": throttle.warmup_started_on.isoformat(), "daily_caps": list(throttle.warmup_daily_caps)}
+
+
+def _throttle_save(throttle: Throttle) -> Throttle:
+    what = f"{throttle.scope} {throttle.domain}".strip()
+    with unique_or_400("domain", f"This workspace already has a {what} throttle; edit that one."):
+        throttle.save()
+    return throttle

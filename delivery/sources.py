@@ -8,13 +8,23 @@ atomically with the claim, exactly as a join would.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
+from common.quiet_hours import QuietHours
 from delivery.content import MessageContent
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """The scheduling policies a run's owner applies at send time (docs/decisions/060)."""
+
+    max_lateness_minutes: int | None = None
+    quiet_hours: QuietHours | None = None
 
 
 class RunSource(Protocol):
@@ -30,6 +40,9 @@ class RunSource(Protocol):
     def contents(self, run_ids: Iterable[UUID]) -> dict[UUID, MessageContent]:
         """The message each run sends (sources, sending identity, tracking). A run it does not know is
         left out; its deliveries fail."""
+
+    def policies(self, run_ids: Iterable[UUID]) -> dict[UUID, RunPolicy]:
+        """The send-time policies of each run; a run left out has none."""
 
 
 _source: RunSource | None = None

@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
-from delivery.models import Delivery, Event, SendProgress
+from delivery.models import Delivery, Event, SendProgress, Throttle
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -168,3 +168,15 @@ class EventFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"person{n}@example.org")
     message_id = factory.Sequence(lambda n: f"<{n}.event@mail.example.com>")
     data = factory.LazyFunction(dict)
+
+
+class ThrottleFactory(factory.django.DjangoModelFactory):
+    """A workspace's own limit for one recipient domain."""
+
+    class Meta:
+        model = Throttle
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    scope = Throttle.Scope.RECIPIENT_DOMAIN
+    domain = factory.Sequence(lambda n: f"provider{n}.example.org")
+    rate_per_second = 50.0

@@ -251,6 +251,14 @@ DELIVERY_RATE_PER_WORKSPACE = (
 DELIVERY_RATE_PER_DOMAIN = json.loads(os.environ.get("DELIVERY_RATE_PER_DOMAIN") or "{}")
 DELIVERY_THROTTLE_BURST_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_BURST_SECONDS", "1.0"))
 DELIVERY_THROTTLE_MAX_WAIT_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_MAX_WAIT_SECONDS", "2.0"))
+# The values above are the defaults under the throttles kept as data (delivery.models.Throttle, the API's
+# /throttles, docs/decisions/062). A send batch re-reads those rows this often:
+DELIVERY_THROTTLE_REFRESH_SECONDS = float(os.environ.get("DELIVERY_THROTTLE_REFRESH_SECONDS", "2.0"))
+# A 4xx deferral halves the receiving domain's rate (not below MIN_FACTOR); it recovers by RECOVERY_PER_SECOND
+# of the full rate a second. A domain with no rate of its own is slowed from BASE_RATE messages a second.
+DELIVERY_BACKOFF_MIN_FACTOR = float(os.environ.get("DELIVERY_BACKOFF_MIN_FACTOR", str(1 / 64)))
+DELIVERY_BACKOFF_RECOVERY_PER_SECOND = float(os.environ.get("DELIVERY_BACKOFF_RECOVERY_PER_SECOND", str(1 / 600)))
+DELIVERY_BACKOFF_BASE_RATE = float(os.environ.get("DELIVERY_BACKOFF_BASE_RATE", "10"))
 
 # --- Transactional mail (docs/architecture.md, docs/decisions/012) -----------------------------------------
 # Decoded size of all attachments of one request; over it, 403 CONTENT_REJECTED.

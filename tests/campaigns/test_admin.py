@@ -65,9 +65,7 @@ def _action(admin_client, campaign, action: str):
 # --- Changelist -------------------------------------------------------------------------------------------
 
 
-def test_changelist_shows_schedule_summary_progress_and_filters(
-    admin_client, ready_campaign, other_workspace
-):
+def test_changelist_shows_schedule_summary_progress_and_filters(admin_client, ready_campaign, other_workspace):
     _weekly(ready_campaign)
     CampaignRunFactory(campaign=ready_campaign, total=10, sent=4)
     response = admin_client.get(CHANGELIST)
@@ -118,8 +116,7 @@ def test_change_page_lists_what_an_incomplete_campaign_misses(admin_client, work
     assert 'data-can-send="false"' in page
     missing = page.split('class="readiness-missing"')[1].split("</ul>")[0]
     assert [
-        item in missing
-        for item in ("<code>subject</code>", "<code>sender_email</code>", "<code>audience</code>")
+        item in missing for item in ("<code>subject</code>", "<code>sender_email</code>", "<code>audience</code>")
     ] == [True, True, True]
     assert "<code>content</code>" not in missing
 
@@ -132,9 +129,7 @@ def test_change_page_shows_the_runs_of_the_campaign(admin_client, ready_campaign
 
 def test_sending_campaign_change_page_is_read_only(admin_client, workspace):
     campaign = CampaignFactory(workspace=workspace, status=Campaign.Status.SENDING)
-    response = admin_client.post(
-        f"{CHANGELIST}{campaign.pk}/change/", _change_form_data(campaign, name="Renamed")
-    )
+    response = admin_client.post(f"{CHANGELIST}{campaign.pk}/change/", _change_form_data(campaign, name="Renamed"))
     assert response.status_code == 403
     campaign.refresh_from_db()
     assert campaign.name != "Renamed"
@@ -367,9 +362,7 @@ def test_stop_cancels_a_sending_campaign(admin_client, workspace):
 
 def test_pause_of_a_draft_shows_the_error_code(admin_client, ready_campaign):
     response = _action(admin_client, ready_campaign, "pause")
-    assert _messages(response) == [
-        "CAMPAIGN_NOT_SENDING: Only a sending campaign can be paused; this one is 'draft'."
-    ]
+    assert _messages(response) == ["CAMPAIGN_NOT_SENDING: Only a sending campaign can be paused; this one is 'draft'."]
 
 
 def test_action_urls_refuse_get(admin_client, ready_campaign):
@@ -447,3 +440,45 @@ def test_bulk_send_now_starts_sending(admin_client, ready_campaign):
     _changelist_action(admin_client, "send_now", [ready_campaign])
     ready_campaign.refresh_from_db()
     assert ready_campaign.status == "sending"
+
+
+def test_schedule_form_sets_the_scheduling_policies(admin_client, ready_campaign):
+    admin_client.post(
+        f"{CHANGELIST}{ready_campaign.pk}/schedule/",
+        {
+            "schedule_type": "scheduled",
+            "date": "2030-07-01",
+            "time": "09:00",
+            "timezone": "UTC",
+            "max_lateness_minutes": "30",
+            "quiet_hours_start": "21:00",
+            "quiet_hours_end": "08:00",
+        },
+    )
+    ready_campaign.refresh_from_db()
+    assert (ready_campaign.max_lateness_minutes, ready_campaign.quiet_hours) == (30, {"start": "21:00", "end": "08:00"})
+
+
+def test_schedule_form_refuses_half_a_quiet_window_on_its_field(admin_client, ready_campaign):
+    response = admin_client.post(
+        f"{CHANGELIST}{ready_campaign.pk}/schedule/",
+        {
+            "schedule_type": "scheduled",
+            "date": "2030-07-01",
+            "time": "09:00",
+            "timezone": "UTC",
+            "quiet_hours_start": "21:00",
+        },
+    )
+    assert response.status_code == 200
+    assert "required" in response.context["form"].errors["quiet_hours_end"][0]
+    ready_campaign.refresh_from_db()
+    assert ready_campaign.status == "draft"
+
+
+def test_the_change_page_shows_a_missed_run_with_its_reason(admin_client, ready_campaign):
+    CampaignRunFactory(
+        campaign=ready_campaign, status="missed", failure_reason="missed: could not start until 9 minutes after"
+    )
+    page = admin_client.get(f"{CHANGELIST}{ready_campaign.pk}/change/").content.decode()
+    assert "missed: could not start until 9 minutes after" in page and ">missed<" in page.lower().replace(" ", "")

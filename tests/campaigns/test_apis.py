@@ -34,7 +34,7 @@ def test_create_returns_201_draft_with_readiness(api, draft_payload, verified_do
     body = response.json()
     assert body["status"] == "draft"
     assert body["readiness"] == {"can_send": True, "missing": []}
-    assert body["progress"] == {"total": 0, "sent": 0, "failed": 0, "pending": 0}
+    assert body["progress"] == {"total": 0, "sent": 0, "failed": 0, "cancelled": 0, "pending": 0}
     assert body["schedule"] is None and body["upcoming_runs"] == []
     assert body["created_at"].endswith("Z")
 
@@ -608,5 +608,11 @@ def test_list_costs_the_same_queries_for_one_or_many_campaigns(
         body = api.get("/api/v1/campaigns?page_size=50").json()
     assert body["count"] == 31
     listed = {c["id"]: c for c in body["results"]}
-    assert listed[str(ready_campaign.id)]["progress"] == {"total": 3, "sent": 3, "failed": 0, "pending": 0}
+    assert listed[str(ready_campaign.id)]["progress"] == {
+        "total": 3,
+        "sent": 3,
+        "failed": 0,
+        "cancelled": 0,
+        "pending": 0,
+    }
     assert all(c["readiness"]["can_send"] for c in body["results"])

@@ -21,6 +21,7 @@ from tests.factories import (
     SendingDomainFactory,
     SuppressionFactory,
     TemplateFactory,
+    ThrottleFactory,
 )
 
 PREFIX = "api/v1/"
@@ -36,6 +37,7 @@ PK_RESOURCE = {
     "sending-domains": "sending_domain",
     "templates": "template",
     "campaigns": "campaign",
+    "throttles": "throttle",
 }
 # Every other path parameter names its object itself.
 PARAMETER_RESOURCE = {"message_id": "message", "batch_id": "batch"}
@@ -48,6 +50,7 @@ BODIES = {
     "label-detail": {"name": "renamed"},
     "segment-detail": {"name": "renamed", "rules": {"all": [{"attribute": "plan", "op": "eq", "value": "pro"}]}},
     "suppression-detail": {"email": "someone@example.org"},
+    "throttle-detail": {"scope": "workspace", "rate_per_second": 5},
     "template-detail": {"name": "renamed", "html": "<p>Hi</p>"},
 }
 
@@ -132,6 +135,7 @@ def first(workspace, api):
         "sending_domain": workspace.sending_domains.get().pk,
         "template": TemplateFactory(workspace=workspace, name="first-template").pk,
         "contact_import": ContactImport.objects.create(workspace=workspace, filename="first.csv").pk,
+        "throttle": ThrottleFactory(workspace=workspace, domain="first-throttle.example.org").pk,
         "message": sent.json()["message_id"],
         "batch": sent.json()["batch_id"],
     }

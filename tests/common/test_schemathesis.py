@@ -68,6 +68,11 @@ SERVICE_RULES = {
     "attributes": "bounded keys and size (audience.models.validate_attributes)",
     "email": "an address the project can send to (common.addresses)",
     "from": "a verified sending domain of the workspace (transactional.services)",
+    "max_lateness_minutes": "1 minute to a week (campaigns.services._parse_policies)",
+    "quiet_hours": "two different HH:MM times (common.quiet_hours.parse_quiet_hours)",
+    "only_new_recipients": "recurring schedules only (campaigns.services._parse_policies)",
+    "rate_per_second": "a positive rate, or a warm-up instead (delivery.services.throttle_clean)",
+    "warmup": "a ramp of daily caps, on a sending domain only (delivery.services.throttle_clean)",
     **{
         name: "header-bound text is a single line, without control characters (docs/decisions/013)"
         for name in ("cc", "bcc", "reply_to", "subject", "headers", "customer_reference", "from_name")

@@ -76,20 +76,22 @@ def test_buckets_are_shared_between_workers(buckets):
     assert other_worker.acquire([limit], now=T0) > 0
 
 
-def test_send_throttle_uses_the_domain_rate_or_the_default(settings):
+def test_send_throttle_uses_the_domain_rate_or_the_default(settings, workspace):
     settings.DELIVERY_RATE_PER_WORKSPACE = 50
     settings.DELIVERY_RATE_PER_DOMAIN = {"gmail.com": 20, "default": 100}
     throttle = SendThrottle()
-    assert throttle.limits_for(workspace_id="w1", email="a@Gmail.com") == [
-        Limit(key="ws:w1", rate=50, capacity=50),
+    assert throttle.limits_for(workspace_id=workspace.id, email="a@Gmail.com") == [
+        Limit(key=f"ws:{workspace.id}", rate=50, capacity=50),
         Limit(key="domain:gmail.com", rate=20, capacity=20),
     ]
-    assert throttle.limits_for(workspace_id="w1", email="a@example.org")[1].rate == 100
+    assert throttle.limits_for(workspace_id=workspace.id, email="a@example.org")[1].rate == 100
 
 
-def test_send_throttle_without_limits_never_calls_redis(settings):
+def test_send_throttle_without_limits_takes_no_token(settings, workspace):
     settings.DELIVERY_RATE_PER_WORKSPACE = None
     settings.DELIVERY_RATE_PER_DOMAIN = {"default": None}
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(*client.keys("mailsched:throttle:*") or ["none"])
     throttle = SendThrottle()
-    assert throttle.buckets is None
-    assert throttle.acquire(workspace_id="w1", email="a@example.org") == 0
+    assert throttle.acquire(workspace_id=workspace.id, email="a@example.org") == 0
+    assert client.keys("mailsched:throttle:*") == []

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('delivery', '0008_drop_event_delivery_idx'),
+        ('delivery', '0010_throttles'),
     ]
 
     operations = [
