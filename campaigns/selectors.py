@@ -106,6 +106,8 @@ def campaign_message_content(*, campaign: Campaign) -> MessageContent:
         track_opens=bool(tracking.get("opens")),
         track_clicks=bool(tracking.get("clicks")),
         substitution_data=campaign.substitution_data if isinstance(campaign.substitution_data, dict) else {},
+        workspace_id=campaign.workspace_id,
+        campaign_id=campaign.pk,
     )
 
 

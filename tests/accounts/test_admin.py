@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, SendingDomain, Workspace
 from accounts.services import api_key_create
-from tests.accounts.dns_stub import NXDOMAIN, stub_resolver, txt
+from tests.accounts.dns_stub import NXDOMAIN, published_zone, stub_resolver, stub_zone
 from tests.factories import SendingDomainFactory
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +149,7 @@ def test_dns_check_action_verifies_or_reports_the_reason(admin_client, workspace
     stub_resolver(monkeypatch, error=NXDOMAIN)
     messages = _changelist_action(admin_client, "sendingdomain", "run_dns_check", [domain])
     assert any("does not exist" in text for text in messages)
-    stub_resolver(monkeypatch, answer=txt(domain.verification_record))
+    stub_zone(monkeypatch, published_zone(domain))
     _changelist_action(admin_client, "sendingdomain", "run_dns_check", [domain])
     domain.refresh_from_db()
     assert domain.verified is True and domain.verified_by == "dns"
