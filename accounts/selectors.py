@@ -62,9 +62,12 @@ def sending_domain_warnings(*, workspace: Workspace, email: str) -> list[dict]:
     """SPF and DMARC warnings of the last check of the sender's domain, for readiness and send-plan:
     [{"code": "spf"|"dmarc", "message"}]. Nothing before the first check (the records show `pending`)."""
     domain = _sending_domain_of(workspace_id=workspace.pk, email=email)
-    if domain is None:
-        return []
-    checks = domain.dns_checks or {}
+    return dns_check_warnings(domain.dns_checks if domain is not None else {})
+
+
+def dns_check_warnings(checks: dict) -> list[dict]:
+    """The SPF and DMARC warnings among a domain's stored check results (see sending_domain_warnings)."""
+    checks = checks or {}
     return [
         {"code": purpose, "message": checks[purpose]["message"]}
         for purpose in ("spf", "dmarc")

@@ -130,9 +130,15 @@ class CampaignCreateInput(CampaignInput):
         return None
 
 
+class WarningOutput(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["spf", "dmarc", "complaint_rate"])
+    message = serializers.CharField()
+
+
 class ReadinessOutput(serializers.Serializer):
     can_send = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())
+    warnings = WarningOutput(many=True, help_text="What may hurt delivery without stopping the send.")
 
 
 class ProgressOutput(serializers.Serializer):
@@ -237,6 +243,7 @@ class SendPlanOutput(serializers.Serializer):
     total = serializers.IntegerField()
     per_hour = serializers.DictField(child=serializers.IntegerField())
     sample = SendPlanRecipient(many=True)
+    warnings = WarningOutput(many=True, help_text="Deliverability warnings: SPF, DMARC, complaint rate.")
 
 
 class CampaignRunOutput(serializers.ModelSerializer):

@@ -190,3 +190,13 @@ class EventFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"person{n}@example.org")
     message_id = factory.Sequence(lambda n: f"<{n}.event@mail.example.com>")
     data = factory.LazyFunction(dict)
+
+
+def sent_and_complained(workspace, *, sent: int, complaints: int, occurred_at=None) -> None:
+    """`sent` events and `complained` events (as the ESP webhooks write them) of a workspace, in one INSERT."""
+    at = occurred_at or timezone.now()
+
+    def build(kind: str, count: int) -> list[Event]:
+        return [EventFactory.build(workspace=workspace, type=kind, occurred_at=at) for _ in range(count)]
+
+    Event.objects.bulk_create(build(Event.Type.SENT, sent) + build(Event.Type.COMPLAINED, complaints))
