@@ -368,7 +368,7 @@ SENDING_DOMAIN_TXT_PREFIX = "mailsched-verification="
 # DKIM private keys are stored encrypted with a key derived from this secret (docs/decisions/080). Changing it
 # makes the stored keys unreadable: set it once, on its own, so that SECRET_KEY can be rotated freely.
 DKIM_KEY_ENCRYPTION_SECRET = os.environ.get("DKIM_KEY_ENCRYPTION_SECRET", SECRET_KEY)
-# Off when the relay signs instead (OpenDKIM behind Postfix, docs/operations-dkim.md).
+# Off when the relay signs instead (OpenDKIM behind Postfix, docs/decisions/083).
 DKIM_SIGN_MESSAGES = os.environ.get("DKIM_SIGN_MESSAGES", "1").lower() not in ("0", "false", "no", "off")
 # The SPF mechanism every sending domain's record must contain to authorize our mail server: an include of
 # the ESP or relay (`include:_spf.relay.example`), or the server itself (`a:smtp.example.net`, `ip4:...`).
