@@ -154,18 +154,20 @@ class SendingDomainAdmin(admin.ModelAdmin):
 
     @admin.display(description="DNS records")
     def dns_records_table(self, obj):
+        # Two rows a record: what and where with the check's result, then the value on its own full-width row
+        # (a DKIM value is ~400 characters; squeezed into a column it would wrap into a long ribbon).
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code style='word-break:break-all'>{}</code></td>"
-            "<td><strong>{}</strong><br>{}</td></tr>",
+            "<tr><td><strong>{}</strong></td><td>{} <code>{}</code></td><td><strong>{}</strong> {}</td></tr>"
+            "<tr><td></td><td colspan='2'><code style='word-break:break-all;white-space:normal'>{}</code></td></tr>",
             (
                 (r["purpose"] + (f" ({r['key_status']})" if "key_status" in r else ""), r["type"], r["name"],
-                 r["value"], r["status"], r["message"])
+                 r["status"], r["message"], r["value"])
                 for r in selectors.sending_domain_dns_records(domain=obj)
             ),
         )
         return format_html(
-            "<table><thead><tr><th>purpose</th><th>type</th><th>name</th><th>value</th><th>status</th></tr>"
+            "<table style='max-width:60em'><thead><tr><th>purpose</th><th>record and value</th><th>status</th></tr>"
             "</thead><tbody>{}</tbody></table>",
             rows,
         )
