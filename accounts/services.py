@@ -116,12 +116,16 @@ def sending_domain_rotate_key(*, workspace: Workspace, domain_id) -> SendingDoma
     if domain.dkim_keys.filter(status=DkimKey.Status.PENDING).exists():
         return domain
     key = dkim_keys.generate_key()
-    with transaction.atomic():
-        domain = sending_domain_get(workspace=workspace, domain_id=domain.pk, for_update=True)
-        if not domain.dkim_keys.filter(status=DkimKey.Status.PENDING).exists():
-            # A domain that never had a key (added before keys existed) gets a signing one straight away.
-            has_active = domain.dkim_keys.filter(status=DkimKey.Status.ACTIVE).exists()
-            _dkim_key_add(domain, key, status=DkimKey.Status.PENDING if has_active else DkimKey.Status.ACTIVE)
+    try:
+        with transaction.atomic():
+            domain = sending_domain_get(workspace=workspace, domain_id=domain.pk, for_update=True)
+            if not domain.dkim_keys.filter(status=DkimKey.Status.PENDING).exists():
+                # A domain that never had a key (added before keys existed) gets a signing one straight away.
+                has_active = domain.dkim_keys.filter(status=DkimKey.Status.ACTIVE).exists()
+                _dkim_key_add(domain, key, status=DkimKey.Status.PENDING if has_active else DkimKey.Status.ACTIVE)
+    except IntegrityError:
+        # A concurrent rotation added its key first (SQLite has no row lock to make us wait): keep that one.
+        pass
     return domain
 
 
