@@ -170,3 +170,29 @@ def test_record_split_into_several_strings_is_joined(api, workspace, monkeypatch
         lambda name, rdtype, **kw: [split] if str(name) == "example.com" else txt(*zone[str(name)]),
     )
     assert api.post(f"{URL}/{domain.id}/verify").json()["verified"] is True
+
+
+def test_created_domain_lists_its_dkim_record_in_dns_records(api):
+    body = api.post(URL, {"domain": "example.com"}, format="json").json()
+    dkim = [r for r in body["dns_records"] if r["purpose"] == "dkim"]
+    assert len(dkim) == 1
+    assert dkim[0]["name"].endswith("._domainkey.example.com")
+    assert dkim[0]["value"].startswith("v=DKIM1; k=rsa; p=")
+    assert (dkim[0]["status"], dkim[0]["key_status"]) == ("pending", "active")
+    assert [r["purpose"] for r in body["dns_records"]] == ["verification", "dkim", "spf", "dmarc"]
+
+
+def test_rotate_dkim_key_adds_a_pending_record(api, workspace):
+    domain = SendingDomainFactory(workspace=workspace, domain="example.com")
+    response = api.post(f"{URL}/{domain.id}/rotate-dkim-key")
+    assert response.status_code == 200
+    keys = [r["key_status"] for r in response.json()["dns_records"] if r["purpose"] == "dkim"]
+    assert keys == ["active", "pending"]
+
+
+def test_rotate_dkim_key_of_another_workspace_domain_is_404(api, other_workspace):
+    domain = SendingDomainFactory(workspace=other_workspace)
+    response = api.post(f"{URL}/{domain.id}/rotate-dkim-key")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+    assert domain.dkim_keys.count() == 1
