@@ -104,7 +104,9 @@ class SendingDomain(models.Model):
     verified = models.BooleanField(default=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     verified_by = models.CharField(
-        max_length=16, blank=True, choices=[("dns", "DNS TXT check"), ("admin", "Marked by an admin")]
+        max_length=16,
+        blank=True,
+        choices=[("dns", "DNS check (verification and DKIM records)"), ("admin", "Marked by an admin")],
     )
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_check_error = models.CharField(max_length=500, blank=True)

@@ -50,5 +50,10 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('domain', 'selector'), name='uniq_dkim_selector_per_domain'), models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('domain',), name='uniq_active_dkim_key_per_domain'), models.UniqueConstraint(condition=models.Q(('status', 'pending')), fields=('domain',), name='uniq_pending_dkim_key_per_domain')],
             },
         ),
+        migrations.AlterField(
+            model_name='sendingdomain',
+            name='verified_by',
+            field=models.CharField(blank=True, choices=[('dns', 'DNS check (verification and DKIM records)'), ('admin', 'Marked by an admin')], max_length=16),
+        ),
         migrations.RunPython(generate_keys, migrations.RunPython.noop),
     ]
