@@ -4,8 +4,9 @@ the forms check the same rules first so that a mistake is a form error, not a se
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
+from django.utils.html import format_html, format_html_join
 
-from accounts import services
+from accounts import selectors, services
 from accounts.models import ApiKey, SendingDomain, Workspace, normalize_domain
 from common import errors
 
@@ -119,9 +120,9 @@ class SendingDomainAdmin(admin.ModelAdmin):
     list_filter = ["verified", "verified_by", "workspace"]
     search_fields = ["domain", "workspace__name"]
     list_select_related = ["workspace"]
-    actions = ["mark_verified", "run_dns_check"]
+    actions = ["mark_verified", "run_dns_check", "rotate_dkim_key"]
     readonly_fields = [
-        "domain", "workspace", "verification_record", "verified", "verified_by", "verified_at",
+        "domain", "workspace", "verification_record", "dns_records_table", "verified", "verified_by", "verified_at",
         "last_checked_at", "last_check_error", "created_at",
     ]
 
@@ -145,7 +146,31 @@ class SendingDomainAdmin(admin.ModelAdmin):
             workspace=form.cleaned_data["workspace"], domain=form.cleaned_data["domain"]
         )
         adopt(obj, domain)
-        messages.info(request, f"Publish a TXT record on {domain.domain} with the value {domain.verification_record}")
+        messages.info(
+            request,
+            f"Publish a TXT record on {domain.domain} with the value {domain.verification_record} and the DKIM, SPF "
+            "and DMARC records listed on its page, then run the DNS check.",
+        )
+
+    @admin.display(description="DNS records")
+    def dns_records_table(self, obj):
+        # Two rows a record: what and where with the check's result, then the value on its own full-width row
+        # (a DKIM value is ~400 characters; squeezed into a column it would wrap into a long ribbon).
+        rows = format_html_join(
+            "",
+            "<tr><td><strong>{}</strong></td><td>{} <code>{}</code></td><td><strong>{}</strong> {}</td></tr>"
+            "<tr><td></td><td colspan='2'><code style='word-break:break-all;white-space:normal'>{}</code></td></tr>",
+            (
+                (r["purpose"] + (f" ({r['key_status']})" if "key_status" in r else ""), r["type"], r["name"],
+                 r["status"], r["message"], r["value"])
+                for r in selectors.sending_domain_dns_records(domain=obj)
+            ),
+        )
+        return format_html(
+            "<table style='max-width:60em'><thead><tr><th>purpose</th><th>record and value</th><th>status</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     def delete_model(self, request, obj):
         services.sending_domain_delete(workspace=obj.workspace, instance=obj)
@@ -169,3 +194,12 @@ class SendingDomainAdmin(admin.ModelAdmin):
                 messages.success(request, f"{checked.domain}: verified.")
             else:
                 messages.warning(request, f"{checked.domain}: {checked.last_check_error}")
+
+    @admin.action(description="Rotate DKIM key (publish the new record, then run the DNS check)")
+    def rotate_dkim_key(self, request, queryset):
+        domains = list(queryset.select_related("workspace"))
+        for domain in domains:
+            services.sending_domain_rotate_key(workspace=domain.workspace, domain_id=domain.pk)
+        messages.success(
+            request, f"Started a DKIM key rotation on {len(domains)} domain(s): publish the pending record."
+        )

@@ -39,10 +39,12 @@ class SendingDomainViewSet(WorkspaceCrudViewSet):
         return super().get_queryset()
 
     @extend_schema(
-        summary="Check the domain's verification TXT record",
+        summary="Check the domain's DNS records",
         description=(
-            "Looks up the TXT records of the domain. Found: the domain becomes verified. Not found: "
-            "200 with `verified` unchanged and the reason in `last_check_error`."
+            "Looks up each record of `dns_records` (verification, DKIM, SPF, DMARC) and stores each one's "
+            "`status` and `message`. The verification and DKIM records found: the domain becomes verified. "
+            "SPF and DMARC only warn. A pending DKIM key found published becomes the signing key. A failed "
+            "check answers 200 with `verified` unchanged and the blocking reasons in `last_check_error`."
         ),
         request=None,
         responses=SendingDomainOutput,
@@ -51,3 +53,18 @@ class SendingDomainViewSet(WorkspaceCrudViewSet):
     @action(detail=True, methods=["post"])
     def verify(self, request, pk=None):
         return self.render(services.sending_domain_verify(workspace=self.workspace, domain_id=pk))
+
+    @extend_schema(
+        summary="Rotate the domain's DKIM key",
+        description=(
+            "Adds a new key under a new selector, `key_status` pending, to `dns_records`. Publish it and call "
+            "verify: once the record is found, the new key signs and the old one retires (remove its record "
+            "then). Called again while a rotation is pending, it keeps the pending key."
+        ),
+        request=None,
+        responses=SendingDomainOutput,
+        tags=["Sending domains"],
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-dkim-key")
+    def rotate_dkim_key(self, request, pk=None):
+        return self.render(services.sending_domain_rotate_key(workspace=self.workspace, domain_id=pk))

@@ -104,10 +104,14 @@ class SendingDomain(models.Model):
     verified = models.BooleanField(default=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     verified_by = models.CharField(
-        max_length=16, blank=True, choices=[("dns", "DNS TXT check"), ("admin", "Marked by an admin")]
+        max_length=16,
+        blank=True,
+        choices=[("dns", "DNS check (verification and DKIM records)"), ("admin", "Marked by an admin")],
     )
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_check_error = models.CharField(max_length=500, blank=True)
+    # The last verify's result per record: {purpose: {"status", "message", "checked_at"}} (accounts.services).
+    dns_checks = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -130,6 +134,45 @@ class SendingDomain(models.Model):
         self.verified = True
         self.verified_by = by
         self.verified_at = timezone.now()
+
+
+class DkimKey(models.Model):
+    """One DKIM key pair of a sending domain (docs/decisions/080). A domain signs with its one `active` key.
+    Rotation adds a `pending` key with a new selector: it is listed in dns_records at once, and the verify
+    check promotes it once DNS serves it, retiring the old key, so no message is ever signed with a key
+    that is not yet published. The private key is stored encrypted (accounts.dkim_keys)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        RETIRED = "retired"
+
+    id = models.BigAutoField(primary_key=True)
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="dkim_keys")
+    selector = models.CharField(max_length=63)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    private_key_encrypted = models.TextField(editable=False)
+    public_key = models.TextField(editable=False, help_text="Base64 DER public key: the p= of the DNS record.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "DKIM key"
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "selector"], name="uniq_dkim_selector_per_domain"),
+            # At most one signing key and one key waiting to be published per domain.
+            models.UniqueConstraint(
+                fields=["domain"], condition=models.Q(status="active"), name="uniq_active_dkim_key_per_domain"
+            ),
+            models.UniqueConstraint(
+                fields=["domain"], condition=models.Q(status="pending"), name="uniq_pending_dkim_key_per_domain"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain_id} ({self.status})"
 
 
 class IdempotencyRecord(models.Model):

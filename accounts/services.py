@@ -5,8 +5,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone as django_timezone
 
-from accounts import dns
-from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace, normalize_domain
+from accounts import dkim_keys, verification
+from accounts.models import ApiKey, DkimKey, IdempotencyRecord, SendingDomain, Workspace, normalize_domain
 from accounts.selectors import sending_domain_get
 from common import errors
 from common.db import unique_or_400
@@ -83,13 +83,64 @@ def sending_domain_create(*, workspace: Workspace, domain: str) -> SendingDomain
     duplicate = errors.ValidationError.for_field("domain", f"{domain} is already a sending domain of this workspace.")
     if SendingDomain.objects.filter(workspace=workspace, domain=domain).exists():
         raise duplicate
+    # RSA generation takes tens of milliseconds: before the transaction, not inside it.
+    key = dkim_keys.generate_key()
     try:
         with transaction.atomic():
-            return SendingDomain.objects.create(
+            sending_domain = SendingDomain.objects.create(
                 workspace=workspace, domain=domain, verification_token=secrets.token_hex(16)
             )
+            # The first key signs at once: the domain cannot send before verify has found it in DNS anyway.
+            _dkim_key_add(sending_domain, key, status=DkimKey.Status.ACTIVE)
     except IntegrityError:  # created by a concurrent request between the check and the insert
         raise duplicate from None
+    return sending_domain
+
+
+def _dkim_key_add(domain: SendingDomain, key: dkim_keys.GeneratedKey, *, status: str) -> DkimKey:
+    return DkimKey.objects.create(
+        domain=domain,
+        selector=key.selector,
+        status=status,
+        private_key_encrypted=key.private_key_encrypted,
+        public_key=key.public_key,
+        activated_at=django_timezone.now() if status == DkimKey.Status.ACTIVE else None,
+    )
+
+
+def sending_domain_rotate_key(*, workspace: Workspace, domain_id) -> SendingDomain:
+    """Start a DKIM key rotation: a new key under a new selector, `pending` (listed in dns_records, not
+    signing). The next verify that finds it in DNS makes it the signing key and retires the old one. Asked
+    again while a rotation is pending, it keeps that pending key (publishing it is what is awaited)."""
+    domain = sending_domain_get(workspace=workspace, domain_id=domain_id)
+    if domain.dkim_keys.filter(status=DkimKey.Status.PENDING).exists():
+        return domain
+    key = dkim_keys.generate_key()
+    try:
+        with transaction.atomic():
+            domain = sending_domain_get(workspace=workspace, domain_id=domain.pk, for_update=True)
+            if not domain.dkim_keys.filter(status=DkimKey.Status.PENDING).exists():
+                # A domain that never had a key (added before keys existed) gets a signing one straight away.
+                has_active = domain.dkim_keys.filter(status=DkimKey.Status.ACTIVE).exists()
+                _dkim_key_add(domain, key, status=DkimKey.Status.PENDING if has_active else DkimKey.Status.ACTIVE)
+    except IntegrityError:
+        # A concurrent rotation added its key first (SQLite has no row lock to make us wait): keep that one.
+        pass
+    return domain
+
+
+def _dkim_key_promote(domain: SendingDomain, pending: DkimKey) -> bool:
+    """The pending key is published: it signs from now on and the active one retires. Guarded on both
+    statuses, so two verifies at once promote once."""
+    now = django_timezone.now()
+    DkimKey.objects.filter(domain=domain, status=DkimKey.Status.ACTIVE).update(
+        status=DkimKey.Status.RETIRED, retired_at=now
+    )
+    return bool(
+        DkimKey.objects.filter(pk=pending.pk, status=DkimKey.Status.PENDING).update(
+            status=DkimKey.Status.ACTIVE, activated_at=now
+        )
+    )
 
 
 def sending_domain_delete(*, workspace: Workspace, instance: SendingDomain) -> None:
@@ -99,26 +150,29 @@ def sending_domain_delete(*, workspace: Workspace, instance: SendingDomain) -> N
 
 
 def sending_domain_verify(*, workspace: Workspace, domain_id) -> SendingDomain:
-    """Look for the verification TXT record on the domain. Found: the domain is verified (by "dns").
-    Not found: the reason is stored in last_check_error and the domain is returned as it was.
+    """Run the DNS checks of the domain (accounts.verification): the verification TXT record, the DKIM
+    record of each current key, SPF and DMARC, each with its status and message in `dns_checks`. The
+    domain becomes verified (by "dns") when the verification record and the signing key's DKIM record are
+    found; SPF and DMARC only warn. A pending key found in DNS becomes the signing key.
 
     A failed check never un-verifies a domain: a DNS timeout or a record removed after verification
     must not stop a scheduled campaign from sending; an operator revokes a domain by deleting it.
     """
     domain = sending_domain_get(workspace=workspace, domain_id=domain_id)
-    # The lookup takes up to seconds: it runs before, not inside, the transaction that writes.
-    records, reason = dns.txt_records(domain.domain)
-    expected = domain.verification_record
-    found = any(record.strip() == expected for record in records)
-    if not found and not reason:
-        reason = f"No TXT record '{expected}' on {domain.domain} (it has {len(records)} other TXT record(s))."
+    keys = list(domain.dkim_keys.exclude(status=DkimKey.Status.RETIRED))
+    # The lookups take up to seconds: they run before, not inside, the transaction that writes.
+    report = verification.check_domain(domain=domain, keys=keys)
     with transaction.atomic():
         domain = sending_domain_get(workspace=workspace, domain_id=domain.pk, for_update=True)
         domain.last_checked_at = django_timezone.now()
-        domain.last_check_error = "" if found else reason[:500]
-        if found and not domain.verified:
+        domain.dns_checks = report.checks
+        domain.last_check_error = report.blocking_message()[:500]
+        if report.can_send and not domain.verified:
             domain.mark_verified(by="dns")
         domain.save()
+        for key in keys:
+            if key.status == DkimKey.Status.PENDING and report.key_published(key):
+                _dkim_key_promote(domain, key)
     return domain
 
 

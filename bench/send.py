@@ -124,7 +124,28 @@ def _py_spy(pid: int, out: str) -> subprocess.Popen:
     )
 
 
-def run_ours(workspace, label, n: int, *, concurrency: int, profile: str | None = None) -> dict:
+# The DKIM variants of ours: signing as shipped (dkimpy, RSA in OpenSSL), off (DKIM_SIGN_MESSAGES=0, as when
+# the relay signs), and dkimpy's own pure-Python RSA (bench/dkim_pure_rsa.py, loaded into the worker).
+DKIM_VARIANTS = {
+    "signed": ({}, []),
+    "unsigned": ({"DKIM_SIGN_MESSAGES": "0"}, []),
+    "pure-rsa": ({}, ["--include", "bench.dkim_pure_rsa"]),
+}
+
+
+def ensure_signing_key(workspace) -> None:
+    """The bench's sending domain signs like any other: give it its key if it has none."""
+    from accounts.models import DkimKey, SendingDomain
+    from accounts.services import sending_domain_rotate_key
+
+    domain = SendingDomain.objects.get(workspace=workspace, domain="mail.example.com")
+    if not domain.dkim_keys.filter(status=DkimKey.Status.ACTIVE).exists():
+        sending_domain_rotate_key(workspace=workspace, domain_id=domain.pk)
+
+
+def run_ours(
+    workspace, label, n: int, *, concurrency: int, profile: str | None = None, dkim: str = "signed"
+) -> dict:
     """Fan out with the engine (in this process: its send tasks wait in Redis), then start real bulk
     workers and time the sends at the sink. While they send, this process plays beat's dispatcher tick
     every 2 s (the fan-out enqueues what the backpressure budget allows; the ticks enqueue the rest)."""
@@ -154,8 +175,13 @@ def run_ours(workspace, label, n: int, *, concurrency: int, profile: str | None 
         connection.close()
 
     with Sink() as sink:
+        env_extra, worker_extra = DKIM_VARIANTS[dkim]
         worker = celery_worker(
-            "bulk", queues="bulk", concurrency=concurrency, env=product_env(email_url=sink.url)
+            f"bulk-{dkim}",
+            queues="bulk",
+            concurrency=concurrency,
+            env=product_env(email_url=sink.url, **env_extra),
+            extra=worker_extra,
         )
         start = time.monotonic()
         worker.start()
@@ -177,7 +203,7 @@ def run_ours(workspace, label, n: int, *, concurrency: int, profile: str | None 
     # The event stream is always on: every sent delivery must have left its `sent` event.
     events = Event.objects.filter(run_id=run.id, type=Event.Type.SENT).count()
     result = _rate(sink, n, wall=end - start)
-    result.update({"fan_out_seconds": round(fan_out, 3), "rows_sent": sent, "sent_events": events})
+    result.update({"fan_out_seconds": round(fan_out, 3), "rows_sent": sent, "sent_events": events, "dkim": dkim})
     return result
 
 
@@ -267,6 +293,27 @@ def run_naive(workspace, label, contacts, n: int, *, concurrency: int) -> dict:
     return result
 
 
+def sign_cost(messages: list[tuple[str, bytes]], *, count: int = 300) -> dict:
+    """CPU milliseconds per DKIM signature of these messages in this process, RSA in OpenSSL (as shipped)
+    and in dkimpy's pure Python: the per-message cost without the noise of workers and the sink."""
+    from accounts import dkim_keys
+
+    key = dkim_keys.generate_key()
+    signer = dkim_keys.signer_from(
+        domain="mail.example.com", selector=key.selector, private_key_encrypted=key.private_key_encrypted
+    )
+    sample = [raw for _, raw in messages[:count]]
+    out = {}
+    for name, openssl in (("openssl", True), ("pure-python", False)):
+        dkim_keys.use_openssl_rsa(openssl)
+        start = time.process_time()
+        for raw in sample:
+            signer.sign(raw)
+        out[f"ms_per_signature_{name}"] = round((time.process_time() - start) * 1000 / len(sample), 3)
+    dkim_keys.use_openssl_rsa(True)
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="bench/run send", description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=20_000)
@@ -279,7 +326,8 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--only",
         default="bare,ours,post-office,naive",
-        help="comma-separated contenders (bare,ours,post-office,naive)",
+        help="comma-separated contenders (bare,ours,post-office,naive; ours-unsigned and ours-pure-rsa are the "
+        "DKIM comparison: signing off, and dkimpy's pure-Python RSA)",
     )
     parser.add_argument(
         "--profile",
@@ -304,9 +352,18 @@ def main(argv=None) -> dict:
         results[ceiling] = run_bare(messages, parallel=args.concurrency)
         log("bare smtplib: one process")
         results["bare smtplib, 1 process"] = run_bare(messages)
+    ensure_signing_key(workspace)
     if "ours" in only:
-        log(f"mailsched: fan-out + {args.concurrency} bulk worker processes")
+        log(f"mailsched: fan-out + {args.concurrency} bulk worker processes, DKIM-signed")
         results["mailsched"] = run_ours(workspace, label, n, concurrency=args.concurrency)
+    if "ours-unsigned" in only:
+        log("mailsched, DKIM signing off (DKIM_SIGN_MESSAGES=0: the relay signs)")
+        results["mailsched, unsigned"] = run_ours(workspace, label, n, concurrency=args.concurrency, dkim="unsigned")
+    if "ours-pure-rsa" in only:
+        log("mailsched, DKIM-signed with dkimpy's pure-Python RSA")
+        results["mailsched, pure-Python RSA"] = run_ours(
+            workspace, label, n, concurrency=args.concurrency, dkim="pure-rsa"
+        )
     if "post-office" in only:
         log(f"django-post-office: send_queued_mail --processes {args.concurrency}")
         results["django-post-office (a)"] = run_post_office(
@@ -341,6 +398,10 @@ def main(argv=None) -> dict:
                 targets[label_] = {"ratio": round(ratio, 2), "met": ratio >= need}
         for k, v in targets.items():
             print(f"target {k}: {'MET' if v['met'] else 'MISSED'} ({v['ratio']}x)")
+    dkim_cost = None
+    if only & {"ours-unsigned", "ours-pure-rsa"}:
+        dkim_cost = sign_cost(prerendered(contacts))
+        print(f"DKIM signing CPU per message in one process: {dkim_cost}")
     profile = None
     if args.profile and "ours" in only:
         from bench.profiles import summarize_raw
@@ -358,6 +419,7 @@ def main(argv=None) -> dict:
             "results": results,
             "targets": targets,
             "table": table,
+            "dkim_sign_cost": dkim_cost,
             "profile": profile,
         },
     )

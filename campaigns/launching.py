@@ -28,6 +28,7 @@ from campaigns.services import campaign_launch, campaign_run_deliveries_final, c
 from common.db import try_advisory_xact_lock
 from delivery import engine as delivery_engine
 from delivery.models import Delivery
+from delivery.selectors import workspace_complaint_rate
 from delivery.services import DeliveryWriter, deliveries_cancel, delivery_count
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,12 @@ def run_fan_out(*, run_id: UUID | str, now: datetime | None = None) -> FanOutRes
         # total > 0 on an open run means its fan-out finished (an empty one ends the run at once).
         if run is None or run.status not in (R.FANNING_OUT, R.PAUSED) or run.total:
             return None
+        complaints = workspace_complaint_rate(workspace=run.campaign.workspace)
+        if complaints.level == "hold":
+            # Checked at launch as well as at send/schedule: a schedule set while the rate was fine must not
+            # send into a mailbox provider that is about to block the workspace (docs/decisions/082).
+            campaign_run_failed(run_id=run_id, reason=f"held: {complaints.message()}")
+            return FanOutResult(status=R.FAILED)
         try:
             return _fan_out(run=run, now=now)
         except Exception as exc:

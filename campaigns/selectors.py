@@ -9,6 +9,7 @@ from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
+from accounts.selectors import dns_check_warnings, sending_domain_warnings
 from audience.models import Contact, Label, Segment
 from audience.selectors import audience_sendable
 from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
@@ -20,6 +21,7 @@ from common.rendering import contact_context
 from common.timerules import to_utc_iso
 from delivery.content import MessageContent, has_body, render_parts, resolve_content
 from delivery.models import Delivery
+from delivery.selectors import workspace_complaint_rate
 from delivery.throttle import sustained_rate
 
 
@@ -122,6 +124,8 @@ def campaign_message_content(*, campaign: Campaign) -> MessageContent:
         track_opens=bool(tracking.get("opens")),
         track_clicks=bool(tracking.get("clicks")),
         substitution_data=campaign.substitution_data if isinstance(campaign.substitution_data, dict) else {},
+        workspace_id=campaign.workspace_id,
+        campaign_id=campaign.pk,
     )
 
 
@@ -141,7 +145,11 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
     workspace's verified domains once, one audience check per distinct audience, the latest runs at once."""
     import json
 
-    verified = set(SendingDomain.objects.filter(workspace=workspace, verified=True).values_list("domain", flat=True))
+    domains = SendingDomain.objects.filter(workspace=workspace).values_list("domain", "verified", "dns_checks")
+    checks_of = {domain: checks for domain, _, checks in domains}
+    verified = {domain for domain, is_verified, _ in domains if is_verified}
+    complaints = workspace_complaint_rate(workspace=workspace) if campaigns else None
+    sender_warnings: dict[str, list[dict]] = {}
     audience_ok: dict[str, bool] = {}
     latest = _latest_runs(campaigns)
     summaries = {}
@@ -163,11 +171,33 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
                 audience_ok[key] = campaign_recipients(workspace=workspace, campaign=campaign, only_new=False).exists()
             if not audience_ok[key]:
                 missing.append("audience")
+        if complaints.level == "hold":
+            missing.append("complaint_rate")
+        if campaign.from_email not in sender_warnings:
+            sender_warnings[campaign.from_email] = _warnings(
+                checks_of.get(_sender_domain(campaign.from_email) or ""), complaints
+            )
         summaries[campaign.pk] = {
-            "readiness": {"can_send": not missing, "missing": missing},
+            "readiness": {
+                "can_send": not missing, "missing": missing, "warnings": sender_warnings[campaign.from_email]
+            },
             "progress": _progress(latest.get(campaign.pk)),
         }
     return summaries
+
+
+def deliverability_warnings(*, workspace: Workspace, from_email: str) -> list[dict]:
+    """What may hurt delivery without stopping a send: the sender domain's SPF and DMARC warnings and a
+    complaint rate above the warning threshold, each {"code", "message"} (readiness and send-plan)."""
+    warnings = sending_domain_warnings(workspace=workspace, email=from_email) if from_email else []
+    return warnings + _warnings(None, workspace_complaint_rate(workspace=workspace))
+
+
+def _warnings(dns_checks: dict | None, complaints) -> list[dict]:
+    warnings = dns_check_warnings(dns_checks or {})
+    if complaints.level in ("warn", "hold"):
+        warnings.append({"code": "complaint_rate", "message": complaints.message()})
+    return warnings
 
 
 def _sender_domain(email: str) -> str | None:
@@ -264,7 +294,7 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
             "per_hour": per_hour,
             "sample": sample,
             "projected_finish_at": _iso(finish or run.finished_at),
-            "warnings": warnings,
+            "warnings": warnings + deliverability_warnings(workspace=workspace, from_email=campaign.from_email),
         }
 
     occurrence = campaign.next_run_at or timezone.now()
@@ -308,7 +338,7 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
         "per_hour": dict(sorted(per_hour.items())),
         "sample": sample,
         "projected_finish_at": _iso(finish),
-        "warnings": warnings,
+        "warnings": warnings + deliverability_warnings(workspace=workspace, from_email=campaign.from_email),
     }
 
 

@@ -151,9 +151,15 @@ class CampaignCreateInput(CampaignInput):
         return None
 
 
+class WarningOutput(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["spf", "dmarc", "complaint_rate"])
+    message = serializers.CharField()
+
+
 class ReadinessOutput(serializers.Serializer):
     can_send = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())
+    warnings = WarningOutput(many=True, help_text="What may hurt delivery without stopping the send.")
 
 
 class ProgressOutput(serializers.Serializer):
@@ -270,6 +276,9 @@ class SendPlanWarning(serializers.Serializer):
             "throttle_runs_into_quiet_hours",
             "audience_has_suppressed",
             "sending_domain_unverified",
+            "spf",
+            "dmarc",
+            "complaint_rate",
         ]
     )
     message = serializers.CharField()

@@ -29,6 +29,9 @@ class MessageContent:
     track_opens: bool = False
     track_clicks: bool = False
     substitution_data: dict[str, Any] = field(default_factory=dict)
+    # Who sends it: the sender domain's DKIM key and the bulk headers (List-Id, Feedback-ID) are keyed by these.
+    workspace_id: Any = None
+    campaign_id: Any = None
 
 
 def resolve_content(

@@ -18,10 +18,13 @@ wants fields, not bytes).
 
 import contextlib
 import smtplib
+from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
+from django.core.mail.message import sanitize_address
 
 
 class SendError(Exception):
@@ -100,20 +103,32 @@ class Transport:
         with contextlib.suppress(Exception):
             self.backend.close()
 
-    def send_raw(self, *, from_email: str, to_email: str, raw: bytes) -> None:
+    def send_raw(self, *, from_email: str, to_email: str | list[str], raw: bytes) -> None:
         """Hand over MIME bytes (SMTP backend only: `raw_capable`)."""
         if self.backend.connection is None:
             self.open()
         try:
-            self.backend.connection.sendmail(from_email, [to_email], raw)
+            self.backend.connection.sendmail(from_email, [to_email] if isinstance(to_email, str) else to_email, raw)
         except Exception as exc:  # noqa: BLE001 - classified
             error = classify(exc, stage="DATA")
             if isinstance(error, ConnectionLost):
                 self._drop()
             raise error from None
 
-    def send_email(self, email: EmailMessage) -> None:
-        """Hand over a Django EmailMessage through the configured backend (SMTP or an ESP)."""
+    def send_email(self, email: EmailMessage, *, sign: Callable[[bytes], bytes] | None = None) -> None:
+        """Hand over a Django EmailMessage through the configured backend (SMTP or an ESP). With `sign` and
+        the SMTP backend, the bytes Django's SMTP backend would send go through `sign` first (DKIM), with the
+        same envelope; an ESP builds its own message, so `sign` does not apply there."""
+        if sign is not None and self.raw_capable:
+            # What django.core.mail.backends.smtp.EmailBackend._send does, with the signature added.
+            encoding = email.encoding or settings.DEFAULT_CHARSET
+            raw = sign(email.message().as_bytes(linesep="\r\n"))
+            self.send_raw(
+                from_email=sanitize_address(email.from_email, encoding),
+                to_email=[sanitize_address(addr, encoding) for addr in email.recipients()],
+                raw=raw,
+            )
+            return
         email.connection = self.backend
         try:
             self.backend.send_messages([email])

@@ -1,11 +1,12 @@
 """All factories in one place (factory_boy)."""
 
+import functools
 from datetime import timedelta
 
 import factory
 from django.utils import timezone
 
-from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace
+from accounts.models import ApiKey, DkimKey, IdempotencyRecord, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
 from delivery.models import Delivery, Event, SendProgress, Throttle
@@ -44,14 +45,44 @@ class IdempotencyRecordFactory(factory.django.DjangoModelFactory):
     expires_at = factory.LazyAttribute(lambda record: record.created_at + timedelta(hours=24))
 
 
+@functools.cache
+def _dkim_key_material(index: int):
+    # RSA generation costs tens of milliseconds: a few keys per test session, shared by the factories.
+    from accounts.dkim_keys import generate_key
+
+    return generate_key()
+
+
+class DkimKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DkimKey
+
+    class Params:
+        material = factory.LazyAttributeSequence(lambda o, n: _dkim_key_material(n % 3))
+
+    domain = None
+    selector = factory.Sequence(lambda n: f"s{n}")
+    status = DkimKey.Status.ACTIVE
+    private_key_encrypted = factory.LazyAttribute(lambda o: o.material.private_key_encrypted)
+    public_key = factory.LazyAttribute(lambda o: o.material.public_key)
+
+
 class SendingDomainFactory(factory.django.DjangoModelFactory):
+    """A domain with its signing key, as sending_domain_create makes it (dkim_key=False: one without)."""
+
     class Meta:
         model = SendingDomain
+        skip_postgeneration_save = True
 
     workspace = factory.SubFactory(WorkspaceFactory)
     domain = factory.Sequence(lambda n: f"mail{n}.example.com")
     verification_token = factory.Sequence(lambda n: f"token{n:032d}")
     verified = False
+
+    @factory.post_generation
+    def dkim_key(obj, create, extracted, **kwargs):
+        if create and extracted is not False:
+            DkimKeyFactory(domain=obj, **kwargs)
 
 
 class LabelFactory(factory.django.DjangoModelFactory):
@@ -180,3 +211,11 @@ class ThrottleFactory(factory.django.DjangoModelFactory):
     scope = Throttle.Scope.RECIPIENT_DOMAIN
     domain = factory.Sequence(lambda n: f"provider{n}.example.org")
     rate_per_second = 50.0
+def sent_and_complained(workspace, *, sent: int, complaints: int, occurred_at=None) -> None:
+    """`sent` events and `complained` events (as the ESP webhooks write them) of a workspace, in one INSERT."""
+    at = occurred_at or timezone.now()
+
+    def build(kind: str, count: int) -> list[Event]:
+        return [EventFactory.build(workspace=workspace, type=kind, occurred_at=at) for _ in range(count)]
+
+    Event.objects.bulk_create(build(Event.Type.SENT, sent) + build(Event.Type.COMPLAINED, complaints))

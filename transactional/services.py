@@ -16,6 +16,7 @@ import uuid
 from base64 import b64decode
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from celery import current_app
 from django.conf import settings
@@ -34,6 +35,7 @@ from delivery.mime import address
 from delivery.models import Event
 from delivery.sending import ONE_CLICK
 from delivery.services import events_record
+from delivery.signing import dkim_sign
 from delivery.tracking import MessageRef, unsubscribe_links
 from delivery.transport import SendError, Transport, backoff_delay
 from transactional import selectors
@@ -344,7 +346,8 @@ def transactional_message_send(*, message_id) -> str:
         # The connection is opened and closed by the transport, not by send_messages, so an error on QUIT
         # after the server accepted the message cannot be mistaken for a refusal (and cause a resend).
         with Transport() as transport:
-            transport.send_email(build_email(message))
+            sign = partial(dkim_sign, workspace_id=message.workspace_id, from_email=message.from_email)
+            transport.send_email(build_email(message), sign=sign)
     except SendError as refused:
         return _after_refusal(message, refused)
     return _finish(message, S.SENT, K.SENT, f"Accepted by the mail server as {message.smtp_message_id}.")

@@ -376,6 +376,23 @@ TRACKING_CLICK_LINK_MAX_AGE_DAYS = int(os.environ.get("TRACKING_CLICK_LINK_MAX_A
 
 # --- Sending domains ----------------------------------------------------------------------------------
 SENDING_DOMAIN_TXT_PREFIX = "mailsched-verification="
+# DKIM private keys are stored encrypted with a key derived from this secret (docs/decisions/080). Changing it
+# makes the stored keys unreadable: set it once, on its own, so that SECRET_KEY can be rotated freely.
+DKIM_KEY_ENCRYPTION_SECRET = os.environ.get("DKIM_KEY_ENCRYPTION_SECRET", SECRET_KEY)
+# Off when the relay signs instead (OpenDKIM behind Postfix, docs/decisions/083).
+DKIM_SIGN_MESSAGES = os.environ.get("DKIM_SIGN_MESSAGES", "1").lower() not in ("0", "false", "no", "off")
+# The SPF mechanism every sending domain's record must contain to authorize our mail server: an include of
+# the ESP or relay (`include:_spf.relay.example`), or the server itself (`a:smtp.example.net`, `ip4:...`).
+# Empty: derived from EMAIL_URL's host.
+SENDING_DOMAIN_SPF_MECHANISM = os.environ.get("SENDING_DOMAIN_SPF_MECHANISM", "")
+# Gmail's feedback loop groups complaints by Feedback-ID; its last field names the sender (us).
+FEEDBACK_ID_SENDER = os.environ.get("FEEDBACK_ID_SENDER", "mailsched")
+# Complaint rate of a workspace over this many days: above WARN a warning, above HOLD no new sends (Gmail's
+# bulk-sender thresholds, 0.1% and 0.3%). Below MIN_SENT messages in the window the rate is not judged.
+COMPLAINT_RATE_WINDOW_DAYS = int(os.environ.get("COMPLAINT_RATE_WINDOW_DAYS", "7"))
+COMPLAINT_RATE_WARN = float(os.environ.get("COMPLAINT_RATE_WARN", "0.001"))
+COMPLAINT_RATE_HOLD = float(os.environ.get("COMPLAINT_RATE_HOLD", "0.003"))
+COMPLAINT_RATE_MIN_SENT = int(os.environ.get("COMPLAINT_RATE_MIN_SENT", "100"))
 
 LOGGING = {
     "version": 1,

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, SendingDomain, Workspace
 from accounts.services import api_key_create
-from tests.accounts.dns_stub import NXDOMAIN, stub_resolver, txt
+from tests.accounts.dns_stub import NXDOMAIN, published_zone, stub_resolver, stub_zone
 from tests.factories import SendingDomainFactory
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +149,21 @@ def test_dns_check_action_verifies_or_reports_the_reason(admin_client, workspace
     stub_resolver(monkeypatch, error=NXDOMAIN)
     messages = _changelist_action(admin_client, "sendingdomain", "run_dns_check", [domain])
     assert any("does not exist" in text for text in messages)
-    stub_resolver(monkeypatch, answer=txt(domain.verification_record))
+    stub_zone(monkeypatch, published_zone(domain))
     _changelist_action(admin_client, "sendingdomain", "run_dns_check", [domain])
     domain.refresh_from_db()
     assert domain.verified is True and domain.verified_by == "dns"
+
+
+def test_rotate_dkim_key_action_adds_a_pending_key(admin_client, workspace):
+    domain = SendingDomainFactory(workspace=workspace)
+    messages = _changelist_action(admin_client, "sendingdomain", "rotate_dkim_key", [domain])
+    assert any("publish the pending record" in text for text in messages)
+    assert list(domain.dkim_keys.values_list("status", flat=True)) == ["active", "pending"]
+
+
+def test_domain_page_shows_the_dns_records(admin_client, workspace):
+    domain = SendingDomainFactory(workspace=workspace, domain="example.com")
+    page = admin_client.get(f"/admin/accounts/sendingdomain/{domain.pk}/change/").content.decode()
+    assert f"{domain.dkim_keys.get().selector}._domainkey.example.com" in page
+    assert "v=DKIM1; k=rsa; p=" in page

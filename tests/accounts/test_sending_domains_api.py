@@ -4,7 +4,7 @@ import dns.rdatatype
 import pytest
 
 from accounts.models import SendingDomain
-from tests.accounts.dns_stub import NO_ANSWER, NXDOMAIN, TIMEOUT, stub_resolver, txt
+from tests.accounts.dns_stub import NO_ANSWER, NXDOMAIN, TIMEOUT, published_zone, stub_resolver, stub_zone, txt
 from tests.factories import SendingDomainFactory
 
 URL = "/api/v1/sending-domains"
@@ -107,9 +107,11 @@ def test_domain_cannot_be_edited(api, workspace):
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
-def test_verify_with_the_txt_record_present_marks_verified(api, workspace, monkeypatch):
+def test_verify_with_the_verification_and_dkim_records_present_marks_verified(api, workspace, monkeypatch):
     domain = SendingDomainFactory(workspace=workspace, domain="example.com")
-    looked_up = stub_resolver(monkeypatch, answer=txt("v=spf1 -all", domain.verification_record))
+    zone = published_zone(domain)
+    zone["example.com"].insert(0, "v=spf1 -all")
+    looked_up = stub_zone(monkeypatch, zone)
     response = api.post(f"{URL}/{domain.id}/verify")
     assert response.status_code == 200
     body = response.json()
@@ -118,7 +120,8 @@ def test_verify_with_the_txt_record_present_marks_verified(api, workspace, monke
     assert body["verified_at"] is not None
     assert body["last_checked_at"] is not None
     assert body["last_check_error"] == ""
-    assert looked_up == ["example.com"]
+    selector = domain.dkim_keys.get().selector
+    assert looked_up == ["example.com", f"{selector}._domainkey.example.com", "_dmarc.example.com"]
 
 
 def test_verify_without_the_record_is_200_unverified_with_the_reason(api, workspace, monkeypatch):
@@ -148,7 +151,7 @@ def test_verify_reports_dns_failures_as_unverified(api, workspace, monkeypatch, 
 
 def test_failed_recheck_keeps_a_verified_domain_verified(api, workspace, monkeypatch):
     domain = SendingDomainFactory(workspace=workspace, domain="example.com")
-    stub_resolver(monkeypatch, answer=txt(domain.verification_record))
+    stub_zone(monkeypatch, published_zone(domain))
     api.post(f"{URL}/{domain.id}/verify")
     stub_resolver(monkeypatch, error=TIMEOUT)
     body = api.post(f"{URL}/{domain.id}/verify").json()
@@ -157,8 +160,39 @@ def test_failed_recheck_keeps_a_verified_domain_verified(api, workspace, monkeyp
 
 
 def test_record_split_into_several_strings_is_joined(api, workspace, monkeypatch):
+    # DKIM records are longer than one 255-byte string (RFC 7208 §3.3 / RFC 6376 §3.6.2.2): always split.
     domain = SendingDomainFactory(workspace=workspace, domain="example.com")
     record = domain.verification_record
     split = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, f'"{record[:10]}" "{record[10:]}"')
-    stub_resolver(monkeypatch, answer=[split])
+    zone = published_zone(domain)
+    monkeypatch.setattr(
+        dns.resolver, "resolve",
+        lambda name, rdtype, **kw: [split] if str(name) == "example.com" else txt(*zone[str(name)]),
+    )
     assert api.post(f"{URL}/{domain.id}/verify").json()["verified"] is True
+
+
+def test_created_domain_lists_its_dkim_record_in_dns_records(api):
+    body = api.post(URL, {"domain": "example.com"}, format="json").json()
+    dkim = [r for r in body["dns_records"] if r["purpose"] == "dkim"]
+    assert len(dkim) == 1
+    assert dkim[0]["name"].endswith("._domainkey.example.com")
+    assert dkim[0]["value"].startswith("v=DKIM1; k=rsa; p=")
+    assert (dkim[0]["status"], dkim[0]["key_status"]) == ("pending", "active")
+    assert [r["purpose"] for r in body["dns_records"]] == ["verification", "dkim", "spf", "dmarc"]
+
+
+def test_rotate_dkim_key_adds_a_pending_record(api, workspace):
+    domain = SendingDomainFactory(workspace=workspace, domain="example.com")
+    response = api.post(f"{URL}/{domain.id}/rotate-dkim-key")
+    assert response.status_code == 200
+    keys = [r["key_status"] for r in response.json()["dns_records"] if r["purpose"] == "dkim"]
+    assert keys == ["active", "pending"]
+
+
+def test_rotate_dkim_key_of_another_workspace_domain_is_404(api, other_workspace):
+    domain = SendingDomainFactory(workspace=other_workspace)
+    response = api.post(f"{URL}/{domain.id}/rotate-dkim-key")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+    assert domain.dkim_keys.count() == 1

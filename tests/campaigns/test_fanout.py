@@ -228,3 +228,19 @@ def test_an_audience_query_that_fails_fails_the_run_with_the_reason(workspace, m
     run.campaign.refresh_from_db()
     assert (run.status, run.campaign.status) == (CampaignRun.Status.FAILED, Campaign.Status.FAILED)
     assert run.failure_reason.startswith("fan-out failed: TypeError")
+
+
+def test_a_launch_while_the_complaint_rate_holds_sending_fails_the_run_unsent(workspace, members):
+    from tests.factories import sent_and_complained
+
+    ContactFactory.create_batch(3, workspace=workspace, labels=[members])
+    sent_and_complained(workspace, sent=1000, complaints=4)
+    run = pending_run(workspace, members)
+
+    run_fan_out(run_id=run.id)
+
+    run.refresh_from_db()
+    run.campaign.refresh_from_db()
+    assert (run.status, run.campaign.status) == (CampaignRun.Status.FAILED, Campaign.Status.FAILED)
+    assert run.failure_reason.startswith("held: The complaint rate is 0.40%")
+    assert not Delivery.objects.filter(run=run).exists()

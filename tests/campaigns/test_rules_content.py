@@ -74,7 +74,8 @@ def test_sending_a_campaign_without_a_body_is_refused_alike(api, admin_client, b
 def test_a_template_gives_a_campaign_its_body(api, bodiless, workspace):
     bodiless.template = TemplateFactory(workspace=workspace, html="<p>From the template</p>", text="")
     bodiless.save()
-    assert api.get(f"/api/v1/campaigns/{bodiless.pk}/readiness").json() == {"can_send": True, "missing": []}
+    readiness = api.get(f"/api/v1/campaigns/{bodiless.pk}/readiness").json()
+    assert readiness == {"can_send": True, "missing": [], "warnings": []}
 
 
 def test_emptying_a_scheduled_campaigns_body_is_refused_alike(api, admin_client, ready_campaign):
@@ -111,3 +112,43 @@ def test_the_admin_explains_a_missing_body_with_the_readiness_hint(admin_client,
     campaign = CampaignFactory(workspace=workspace, html="", text="")
     page = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
     assert "<code>content</code>: needs html, text or a template" in page
+
+
+# --- deliverability: SPF/DMARC warnings and the complaint rate ---------------------------------------------
+
+
+def _complaints(workspace, *, sent: int, complaints: int) -> None:
+    from tests.factories import sent_and_complained
+
+    sent_and_complained(workspace, sent=sent, complaints=complaints)
+
+
+def test_spf_and_dmarc_warnings_of_the_sender_domain_show_in_readiness_and_send_plan(
+    api, ready_campaign, verified_domain
+):
+    verified_domain.dns_checks = {
+        "spf": {"status": "warning", "message": "No SPF record on mail.example.com."},
+        "dmarc": {"status": "verified", "message": "DMARC policy p=none."},
+    }
+    verified_domain.save(update_fields=["dns_checks"])
+    readiness = api.get(f"/api/v1/campaigns/{ready_campaign.pk}/readiness").json()
+    plan = api.get(f"/api/v1/campaigns/{ready_campaign.pk}/send-plan").json()
+    expected = [{"code": "spf", "message": "No SPF record on mail.example.com."}]
+    assert (readiness["can_send"], readiness["warnings"]) == (True, expected)
+    assert plan["warnings"] == expected
+
+
+def test_complaint_rate_above_the_warning_threshold_warns_but_sends(api, ready_campaign, workspace):
+    _complaints(workspace, sent=1000, complaints=2)
+    readiness = api.get(f"/api/v1/campaigns/{ready_campaign.pk}/readiness").json()
+    assert readiness["can_send"] is True
+    assert [w["code"] for w in readiness["warnings"]] == ["complaint_rate"]
+
+
+def test_complaint_rate_above_the_hold_threshold_refuses_send_with_422(api, ready_campaign, workspace):
+    _complaints(workspace, sent=1000, complaints=4)
+    response = api.post(f"/api/v1/campaigns/{ready_campaign.pk}/send")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["missing"] == ["complaint_rate"]
+    ready_campaign.refresh_from_db()
+    assert ready_campaign.status == "draft"

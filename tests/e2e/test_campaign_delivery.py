@@ -111,3 +111,21 @@ def test_stop_cancels_the_remaining_recipients_and_sends_no_more(engine, sink, m
     assert statuses == {"sent": stopped_at, "cancelled": 300 - stopped_at}
     assert mailing.refresh().status == Campaign.Status.CANCELLED
     assert mailing.campaign.runs.get().status == CampaignRun.Status.CANCELLED
+
+
+def test_every_message_the_bulk_worker_sends_verifies_against_the_published_dkim_record(engine, sink, make_mailing):
+    import dkim
+
+    from accounts.models import SendingDomain
+    from tests.accounts.dns_stub import dkim_dnsfunc
+
+    mailing = make_mailing(10)
+    mailing.schedule_in(1)
+
+    wait_for(lambda: sent_campaign(mailing), timeout=40, what="the campaign to be sent")
+
+    dnsfunc = dkim_dnsfunc(SendingDomain.objects.get(workspace=mailing.workspace, domain="mail.example.com"))
+    assert len(sink.messages) == 10
+    assert all(dkim.verify(received.data, dnsfunc=dnsfunc) for received in sink.messages)
+    tampered = sink.messages[0].data.replace(b"\r\nSubject: Hi ", b"\r\nSubject: Win ", 1)
+    assert not dkim.verify(tampered, dnsfunc=dnsfunc)

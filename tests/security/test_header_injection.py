@@ -335,6 +335,8 @@ def test_a_clean_campaign_message_has_the_headers_we_expect(workspace, delivered
             "reply-to",
             "mime-version",
             "list-unsubscribe-post",
+            "list-id",
+            "feedback-id",
             "to",
             "subject",
             "date",

@@ -171,3 +171,19 @@ def test_a_high_priority_message_overtakes_a_bulk_backlog(api, domain, workspace
     assert arrived < backlog // 2, f"arrived after {arrived} bulk messages"
     assert queue_length("bulk") > 0
     assert Delivery.objects.filter(status="queued").count() > backlog // 2
+
+
+def test_message_sent_by_the_worker_verifies_against_the_published_dkim_record(api, domain, smtp, start_worker):
+    import dkim
+
+    from tests.accounts.dns_stub import dkim_dnsfunc
+
+    start_worker("tx_high")
+    data = body(cc=[{"email": "cc@example.org"}], attachments=[attachment()], headers={"X-Ticket": "T-42"})
+    assert post(api, data, priority="high").status_code == 202
+    wait_for(lambda: smtp.messages, timeout=30, what="the message at the sink")
+
+    [received] = smtp.messages
+    dnsfunc = dkim_dnsfunc(domain)
+    assert dkim.verify(received.data, dnsfunc=dnsfunc)
+    assert not dkim.verify(received.data.replace(b"Subject: Reset", b"Subject: Unset", 1), dnsfunc=dnsfunc)

@@ -1,7 +1,7 @@
 from django.db import transaction
 
 from accounts.management.commands._base import ServiceCommand
-from accounts.selectors import workspace_get_by_name
+from accounts.selectors import sending_domain_dns_records, workspace_get_by_name
 from accounts.services import sending_domain_create, sending_domain_mark_verified
 
 
@@ -23,6 +23,7 @@ class Command(ServiceCommand):
                 sending_domain = sending_domain_mark_verified(workspace=ws, domain_id=sending_domain.pk)
         state = "verified (admin override)" if sending_domain.verified else "not verified yet"
         self.stdout.write(f"Added sending domain {sending_domain.domain} to '{ws.name}', {state}.")
-        self.stdout.write(f"Publish this TXT record on {sending_domain.domain}:")
-        self.stdout.write(f"  {sending_domain.verification_record}")
+        self.stdout.write("Publish these DNS records, then run the DNS check (POST sending-domains/{id}/verify):")
+        for record in sending_domain_dns_records(domain=sending_domain):
+            self.stdout.write(f"  {record['purpose']:<12} {record['type']} {record['name']}  {record['value']}")
         self.stdout.write(str(sending_domain.id))
