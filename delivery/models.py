@@ -117,6 +117,8 @@ class Event(models.Model):
         CAMPAIGN_PAUSED = "campaign.paused"
         CAMPAIGN_FINISHED = "campaign.finished"
         CAMPAIGN_MISSED = "campaign.missed"
+        # An outbound webhook endpoint was switched off after a 410 or a long failure streak (webhooks app).
+        WEBHOOK_DISABLED = "webhook.disabled"
 
     id = models.BigAutoField(primary_key=True)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_constraint=False)

@@ -9,6 +9,8 @@ from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
 from delivery.models import Delivery, Event
+from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from webhooks.signing import new_secret
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -159,3 +161,41 @@ class EventFactory(factory.django.DjangoModelFactory):
     email = factory.Sequence(lambda n: f"person{n}@example.org")
     message_id = factory.Sequence(lambda n: f"<{n}.event@mail.example.com>")
     data = factory.LazyFunction(dict)
+
+
+class WebhookEndpointFactory(factory.django.DjangoModelFactory):
+    """An enabled endpoint subscribed to everything, with a fresh Standard Webhooks secret."""
+
+    class Meta:
+        model = WebhookEndpoint
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    url = "http://127.0.0.1:9/hooks"
+    event_types = factory.LazyFunction(lambda: ["*"])
+    secret = factory.LazyFunction(new_secret)
+
+
+class WebhookMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookMessage
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    webhook_id = factory.Sequence(lambda n: f"evt_{n}")
+    type = "email.sent"
+    payload = factory.LazyAttribute(lambda m: {"id": m.webhook_id, "type": m.type, "data": {}})
+    created_at = factory.LazyFunction(timezone.now)
+    next_attempt_at = factory.LazyFunction(timezone.now)
+    retry_until = factory.LazyAttribute(lambda m: m.created_at + timedelta(days=3))
+
+
+class WebhookAttemptFactory(factory.django.DjangoModelFactory):
+    """A successful attempt of a message of the endpoint."""
+
+    class Meta:
+        model = WebhookAttempt
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    message = factory.SubFactory(WebhookMessageFactory, endpoint=factory.SelfAttribute("..endpoint"))
+    attempted_at = factory.LazyFunction(timezone.now)
+    status_code = 200
+    succeeded = True

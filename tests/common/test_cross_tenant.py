@@ -21,6 +21,7 @@ from tests.factories import (
     SendingDomainFactory,
     SuppressionFactory,
     TemplateFactory,
+    WebhookAttemptFactory,
 )
 
 PREFIX = "api/v1/"
@@ -36,9 +37,10 @@ PK_RESOURCE = {
     "sending-domains": "sending_domain",
     "templates": "template",
     "campaigns": "campaign",
+    "webhooks": "webhook_endpoint",
 }
 # Every other path parameter names its object itself.
-PARAMETER_RESOURCE = {"message_id": "message", "batch_id": "batch"}
+PARAMETER_RESOURCE = {"message_id": "message", "batch_id": "batch", "attempt_id": "webhook_attempt"}
 
 # A write that parses its body before it looks the object up gets a body it would accept, so that the lookup
 # (and with it the tenancy) is what answers.
@@ -49,6 +51,7 @@ BODIES = {
     "segment-detail": {"name": "renamed", "rules": {"all": [{"attribute": "plan", "op": "eq", "value": "pro"}]}},
     "suppression-detail": {"email": "someone@example.org"},
     "template-detail": {"name": "renamed", "html": "<p>Hi</p>"},
+    "webhook-detail": {"url": "http://127.0.0.1:9/renamed", "event_types": ["*"]},
 }
 
 
@@ -135,6 +138,8 @@ def first(workspace, api):
         "message": sent.json()["message_id"],
         "batch": sent.json()["batch_id"],
     }
+    attempt = WebhookAttemptFactory(endpoint__workspace=workspace, endpoint__url="http://first-hook.example.com/in")
+    ids.update(webhook_endpoint=attempt.endpoint_id, webhook_attempt=attempt.pk)
     EventFactory(workspace=workspace, campaign_id=campaign.pk, run_id=run.pk, email=contact.email)
     return ids
 
