@@ -127,7 +127,8 @@ class EventWatermark(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     settled_id = models.BigIntegerField(default=0)
     pending_id = models.BigIntegerField(default=0)
-    pending_xmax = models.BigIntegerField(default=0)
+    # The transactions of this database that were open when pending_id was read (pg_stat_activity.backend_xid).
+    pending_xids = models.JSONField(default=list)
     pending_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -223,26 +223,32 @@ def _advance_watermark(watermark: EventWatermark, now: datetime) -> int:
 
     SQLite has one writer at a time, so ids become visible in order: the largest is settled. PostgreSQL hands
     out ids before commit, so a larger id can be visible while a smaller one is still in an open
-    transaction. The largest id seen at one tick is settled once every transaction that was running then has
-    ended (the snapshot's xmin has passed that tick's xmax), or after WEBHOOK_SETTLE_MAX_SECONDS, so a
-    transaction left open elsewhere on the server delays webhooks by at most that long."""
+    transaction. The largest id seen at one tick is settled once every transaction of this database that was
+    open just after it was read has ended, or after WEBHOOK_SETTLE_MAX_SECONDS, so a transaction left open
+    delays webhooks by at most that long. (The cluster-wide snapshot xmin would do too, but any long
+    transaction in another database of the server holds it back.)"""
     if connection.vendor != "postgresql":
         top = Event.objects.aggregate(m=Max("id"))["m"] or 0
         watermark.settled_id = max(watermark.settled_id, top)
         watermark.save(update_fields=["settled_id"])
         return watermark.settled_id
     with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {Event._meta.db_table}")
+        (top,) = cursor.fetchone()
+        # Read after the max: a transaction holding a smaller, invisible id is still open now, so it is listed.
         cursor.execute(
-            "SELECT COALESCE(MAX(id), 0), pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-            f"pg_snapshot_xmax(pg_current_snapshot())::text::bigint FROM {Event._meta.db_table}"
+            "SELECT backend_xid::text FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
         )
-        top, xmin, xmax = cursor.fetchone()
+        open_xids = sorted(row[0] for row in cursor.fetchall())
     patience = timedelta(seconds=settings.WEBHOOK_SETTLE_MAX_SECONDS)
-    if watermark.pending_at is not None and (xmin >= watermark.pending_xmax or now - watermark.pending_at >= patience):
+    if watermark.pending_at is not None and (
+        not set(watermark.pending_xids) & set(open_xids) or now - watermark.pending_at >= patience
+    ):
         watermark.settled_id = max(watermark.settled_id, watermark.pending_id)
         watermark.pending_at = None
     if watermark.pending_at is None:
-        watermark.pending_id, watermark.pending_xmax, watermark.pending_at = top, xmax, now
+        watermark.pending_id, watermark.pending_xids, watermark.pending_at = top, open_xids, now
     watermark.save()
     return watermark.settled_id
 
