@@ -151,3 +151,24 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.email} @ {self.occurred_at:%Y-%m-%d %H:%M:%S}Z"
+
+
+class EspEvent(models.Model):
+    """An ESP's tracking event already taken in (django-anymail's tracking webhooks): ESPs deliver their
+    webhooks at least once, so the second copy of an event finds its row here and changes nothing. One Amazon
+    SES notification covers several recipients, so the key includes the recipient."""
+
+    id = models.BigAutoField(primary_key=True)
+    esp = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255)
+    recipient = models.CharField(max_length=254)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "ESP event"
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_id", "recipient"], name="uniq_esp_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_id} {self.recipient}"

@@ -9,6 +9,7 @@ from accounts.models import ApiKey, IdempotencyRecord, SendingDomain, Workspace
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
 from delivery.models import Delivery, Event
+from transactional.models import TransactionalMessage
 from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from webhooks.signing import new_secret
 
@@ -199,3 +200,22 @@ class WebhookAttemptFactory(factory.django.DjangoModelFactory):
     attempted_at = factory.LazyFunction(timezone.now)
     status_code = 200
     succeeded = True
+
+
+class TransactionalMessageFactory(factory.django.DjangoModelFactory):
+    """A transactional message already handed to the mail server (`sent`), with its Message-ID header."""
+
+    class Meta:
+        model = TransactionalMessage
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    batch_id = factory.Faker("uuid4", cast_to=None)
+    priority = TransactionalMessage.Priority.HIGH
+    status = TransactionalMessage.Status.SENT
+    from_email = "alerts@mail.example.com"
+    to_email = factory.Sequence(lambda n: f"customer{n}@example.org")
+    subject = "Your receipt"
+    text = "Thanks"
+    send_at = factory.LazyFunction(timezone.now)
+    sent_at = factory.LazyFunction(timezone.now)
+    smtp_message_id = factory.Sequence(lambda n: f"<tx-{n:032x}@mail.example.com>")
