@@ -101,7 +101,8 @@ def webhook_endpoint_create(
 
 def webhook_endpoint_update(*, workspace: Workspace, instance: WebhookEndpoint, **fields) -> WebhookEndpoint:
     endpoint = instance
-    assert endpoint.workspace_id == workspace.id
+    if endpoint.workspace_id != workspace.id:
+        raise errors.NotFound()
     if "url" in fields:
         endpoint.url = _check_url(fields["url"])
     if "event_types" in fields:
