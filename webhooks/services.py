@@ -73,7 +73,7 @@ def _check_event_types(event_types: list[str]) -> list[str]:
 
 def _check_url(url: str) -> str:
     try:
-        ssrf.target(url)
+        ssrf.check(url)
     except ssrf.UnsafeUrl as exc:
         raise errors.ValidationError.for_field("url", str(exc)) from None
     return url

@@ -42,9 +42,16 @@ def _refusal(address: str) -> str | None:
     return None
 
 
-def target(url: str) -> tuple[str, int, list[str]]:
-    """(host, port, addresses to connect to) for a webhook URL, or UnsafeUrl. With the guard on, every
-    address the name resolves to must be public: one private answer among public ones is refused too."""
+def check(url: str) -> None:
+    """The check at creation: the URL's form, and with the guard on, where it resolves to. With the guard off
+    nothing is resolved (the name may only exist where the receiver runs)."""
+    if settings.WEBHOOK_ALLOW_PRIVATE_URLS:
+        _host_and_port(url)
+    else:
+        target(url)
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeUrl("Give an http:// or https:// URL with a host.")
@@ -55,6 +62,13 @@ def target(url: str) -> tuple[str, int, list[str]]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise UnsafeUrl("The URL's port is not a number from 1 to 65535.") from None
+    return host, port
+
+
+def target(url: str) -> tuple[str, int, list[str]]:
+    """(host, port, addresses to connect to) for a webhook URL, or UnsafeUrl. With the guard on, every
+    address the name resolves to must be public: one private answer among public ones is refused too."""
+    host, port = _host_and_port(url)
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:

@@ -132,3 +132,18 @@ def test_the_request_goes_to_the_address_that_was_checked(dns, receiver, workspa
     (request,) = receiver.requests
     assert request.headers["host"] == f"hooks.example.net:{port}"
     assert request.path == "/in"
+
+
+def test_a_url_with_a_password_is_refused(api, dns):
+    dns["hooks.example.net"] = [PUBLIC]
+
+    response = create(api, "https://user:pw@hooks.example.net/in")
+
+    assert response.status_code == 400
+    assert "password" in response.json()["error"]["details"]["url"][0]
+
+
+def test_with_the_guard_off_creation_resolves_nothing(api, dns, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True  # `dns` knows no name: a lookup would fail
+
+    assert create(api, "https://receiver.internal/in").status_code == 201
