@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("campaigns.urls")),
     path("", include("delivery.api_urls")),
     path("", include("transactional.urls")),
+    path("", include("webhooks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("t/", include("delivery.urls")),
+    path("anymail/", include("anymail.urls")),
 ]
 
 

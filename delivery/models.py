@@ -121,6 +121,8 @@ class Event(models.Model):
         CAMPAIGN_PAUSED = "campaign.paused"
         CAMPAIGN_FINISHED = "campaign.finished"
         CAMPAIGN_MISSED = "campaign.missed"
+        # An outbound webhook endpoint was switched off after a 410 or a long failure streak (webhooks app).
+        WEBHOOK_DISABLED = "webhook.disabled"
 
     id = models.BigAutoField(primary_key=True)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_constraint=False)
@@ -173,6 +175,8 @@ class SendProgress(models.Model):
 
     def __str__(self) -> str:
         return f"batch until {self.lease_until:%H:%M:%S} at delivery {self.position}"
+
+
 class Throttle(models.Model):
     """A send-rate limit kept as data (docs/decisions/062): per workspace, per recipient domain or per
     sending domain, editable in the API and the admin and read by every send batch, so a change takes
@@ -205,3 +209,24 @@ class Throttle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.domain or ''}: {self.rate_per_second or '-'}/s".strip()
+
+
+class EspEvent(models.Model):
+    """An ESP's tracking event already taken in (django-anymail's tracking webhooks): ESPs deliver their
+    webhooks at least once, so the second copy of an event finds its row here and changes nothing. One Amazon
+    SES notification covers several recipients, so the key includes the recipient."""
+
+    id = models.BigAutoField(primary_key=True)
+    esp = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255)
+    recipient = models.CharField(max_length=254)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "ESP event"
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_id", "recipient"], name="uniq_esp_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_id} {self.recipient}"

@@ -33,7 +33,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Workspace, normalize_domain
@@ -46,9 +46,10 @@ from common.quiet_hours import quiet_hours_release
 from common.rendering import TemplateBudgetExceeded, TemplateRenderError
 from common.timezones import is_valid_timezone
 from delivery import selectors, sending, signals, tracking
+from delivery.esp_events import EspEvent as InboundEspEvent
 from delivery.mime import HeaderInjection
-from delivery.models import Delivery, Event, SendProgress, Throttle
-from delivery.sources import run_source
+from delivery.models import Delivery, EspEvent, Event, SendProgress, Throttle
+from delivery.sources import message_sources, run_source
 from delivery.throttle import SendThrottle
 from delivery.transport import ConnectionLost, SendError, Transport, backoff_delay
 
@@ -1154,3 +1155,60 @@ def _throttle_save(throttle: Throttle) -> Throttle:
     with unique_or_400("domain", f"This workspace already has a {what} throttle; edit that one."):
         throttle.save()
     return throttle
+
+
+# --- ESP events in (django-anymail's tracking webhooks, docs/decisions/042) --------------------------------
+
+
+def esp_event_record(*, event: InboundEspEvent) -> Event | None:
+    """Take in one ESP tracking event about one recipient: find our message by its Message-ID (a campaign
+    delivery's `sent` event, else a registered message source such as transactional mail), write the event,
+    suppress the address on a hard bounce, a complaint or an unsubscribe, and tell the owner of the message.
+    An event already taken in (same ESP, event id and recipient), or about a message we never sent, changes
+    nothing and returns None."""
+    target = _esp_target(event.message_ids)
+    if target is None:
+        logger.info("ESP event %s %s: no message of ours with id %s", event.esp, event.event_id, event.message_ids)
+        return None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                EspEvent.objects.create(esp=event.esp, event_id=event.event_id, recipient=event.recipient.lower())
+        except IntegrityError:
+            return None  # a duplicate: ESPs deliver their webhooks at least once
+        recorded = event_record(
+            workspace_id=target["workspace_id"],
+            type=event.type,
+            email=target["email"] or event.recipient,
+            message_id=target["message_id"],
+            delivery_id=target.get("delivery_id"),
+            campaign_id=target.get("campaign_id"),
+            run_id=target.get("run_id"),
+            batch_id=target.get("batch_id"),
+            data=event.data,
+            occurred_at=event.occurred_at,
+        )
+        reason = event.suppression_reason
+        if reason:
+            contact_suppress(workspace_id=target["workspace_id"], email=event.recipient, reason=reason)
+        signals.esp_event_recorded.send(sender=Event, event=recorded)
+    return recorded
+
+
+def _esp_target(message_ids: set[str]) -> dict | None:
+    if not message_ids:
+        return None
+    sent = (
+        Event.objects.filter(message_id__in=message_ids, type=E.SENT, delivery_id__isnull=False)
+        .order_by("id")
+        .values("workspace_id", "email", "message_id", "delivery_id", "campaign_id", "run_id")
+        .first()
+    )
+    if sent is not None:
+        return sent
+    for source in message_sources():
+        found = source.find_by_header(message_ids)
+        if found is not None:
+            return {"workspace_id": found.workspace_id, "email": found.email, "message_id": found.message_id,
+                    "batch_id": found.batch_id}
+    return None

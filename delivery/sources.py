@@ -57,3 +57,29 @@ def run_source() -> RunSource:
     if _source is None:
         raise ImproperlyConfigured("No RunSource registered: is the campaigns app in INSTALLED_APPS?")
     return _source
+
+
+class SentMessage(Protocol):
+    workspace_id: UUID
+    message_id: str  # the id integrators know the message by
+    email: str
+    batch_id: UUID | None
+
+
+class MessageSource(Protocol):
+    """An owner of messages that the send path does not keep as Delivery rows (transactional mail): finds
+    the message an ESP event is about by the Message-ID header it was sent with."""
+
+    def find_by_header(self, message_ids: set[str]) -> SentMessage | None: ...
+
+
+_message_sources: list[MessageSource] = []
+
+
+def register_message_source(source: MessageSource) -> None:
+    if source not in _message_sources:
+        _message_sources.append(source)
+
+
+def message_sources() -> list[MessageSource]:
+    return list(_message_sources)

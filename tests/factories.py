@@ -10,6 +10,9 @@ from accounts.models import ApiKey, DkimKey, IdempotencyRecord, SendingDomain, W
 from audience.models import Contact, Label, Segment, Suppression
 from campaigns.models import Campaign, CampaignRun, Template
 from delivery.models import Delivery, Event, SendProgress, Throttle
+from transactional.models import TransactionalMessage
+from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from webhooks.signing import new_secret
 
 
 class WorkspaceFactory(factory.django.DjangoModelFactory):
@@ -211,6 +214,8 @@ class ThrottleFactory(factory.django.DjangoModelFactory):
     scope = Throttle.Scope.RECIPIENT_DOMAIN
     domain = factory.Sequence(lambda n: f"provider{n}.example.org")
     rate_per_second = 50.0
+
+
 def sent_and_complained(workspace, *, sent: int, complaints: int, occurred_at=None) -> None:
     """`sent` events and `complained` events (as the ESP webhooks write them) of a workspace, in one INSERT."""
     at = occurred_at or timezone.now()
@@ -219,3 +224,60 @@ def sent_and_complained(workspace, *, sent: int, complaints: int, occurred_at=No
         return [EventFactory.build(workspace=workspace, type=kind, occurred_at=at) for _ in range(count)]
 
     Event.objects.bulk_create(build(Event.Type.SENT, sent) + build(Event.Type.COMPLAINED, complaints))
+
+
+class WebhookEndpointFactory(factory.django.DjangoModelFactory):
+    """An enabled endpoint subscribed to everything, with a fresh Standard Webhooks secret."""
+
+    class Meta:
+        model = WebhookEndpoint
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    url = "http://127.0.0.1:9/hooks"
+    event_types = factory.LazyFunction(lambda: ["*"])
+    secret = factory.LazyFunction(new_secret)
+
+
+class WebhookMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookMessage
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    webhook_id = factory.Sequence(lambda n: f"evt_{n}")
+    type = "email.sent"
+    payload = factory.LazyAttribute(lambda m: {"id": m.webhook_id, "type": m.type, "data": {}})
+    created_at = factory.LazyFunction(timezone.now)
+    next_attempt_at = factory.LazyFunction(timezone.now)
+    retry_until = factory.LazyAttribute(lambda m: m.created_at + timedelta(days=3))
+
+
+class WebhookAttemptFactory(factory.django.DjangoModelFactory):
+    """A successful attempt of a message of the endpoint."""
+
+    class Meta:
+        model = WebhookAttempt
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    message = factory.SubFactory(WebhookMessageFactory, endpoint=factory.SelfAttribute("..endpoint"))
+    attempted_at = factory.LazyFunction(timezone.now)
+    status_code = 200
+    succeeded = True
+
+
+class TransactionalMessageFactory(factory.django.DjangoModelFactory):
+    """A transactional message already handed to the mail server (`sent`), with its Message-ID header."""
+
+    class Meta:
+        model = TransactionalMessage
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    batch_id = factory.Faker("uuid4", cast_to=None)
+    priority = TransactionalMessage.Priority.HIGH
+    status = TransactionalMessage.Status.SENT
+    from_email = "alerts@mail.example.com"
+    to_email = factory.Sequence(lambda n: f"customer{n}@example.org")
+    subject = "Your receipt"
+    text = "Thanks"
+    send_at = factory.LazyFunction(timezone.now)
+    sent_at = factory.LazyFunction(timezone.now)
+    smtp_message_id = factory.Sequence(lambda n: f"<tx-{n:032x}@mail.example.com>")

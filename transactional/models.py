@@ -77,7 +77,8 @@ class TransactionalMessage(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When the current hand-off started.")
     attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
-    smtp_message_id = models.CharField(max_length=255, blank=True)
+    # Indexed: an ESP's tracking webhook finds the message by it (delivery.services.esp_event_record).
+    smtp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

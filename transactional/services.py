@@ -17,6 +17,7 @@ from base64 import b64decode
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
@@ -446,3 +447,44 @@ def build_email(message: TransactionalMessage) -> EmailMultiAlternatives:
     for item in message.attachments:
         email.attach(item["filename"], b64decode(item["content"]), item["content_type"])
     return email
+
+
+# What an ESP's later report moves a sent message to (docs/decisions/042); a later `delivered` does not undo
+# a bounce, and anything else (opens, clicks, deferrals) is in the log only.
+_STATUS_OF_ESP_EVENT = {K.DELIVERED: (S.DELIVERED, [S.SENT]), K.BOUNCED: (S.BOUNCED, [S.SENT, S.DELIVERED])}
+
+
+def transactional_message_esp_outcome(*, workspace_id, message_id: str, kind: str) -> bool:
+    """Move a sent message to `delivered` or `bounced` when its ESP reports it. Guarded by status, so a
+    repeated or out-of-order report changes nothing. Returns whether the status changed."""
+    if kind not in _STATUS_OF_ESP_EVENT:
+        return False
+    status, sources = _STATUS_OF_ESP_EVENT[kind]
+    return bool(
+        M.objects.filter(workspace_id=workspace_id, pk=message_id, status__in=sources).update(
+            status=status, updated_at=timezone.now()
+        )
+    )
+
+
+class TransactionalMessageSource:
+    """Finds a transactional message by the Message-ID header it was sent with (delivery.sources)."""
+
+    def find_by_header(self, message_ids: set[str]):
+        message = (
+            M.objects.filter(smtp_message_id__in=message_ids)
+            .exclude(status__in=[S.SCHEDULED, S.QUEUED, S.CANCELLED])
+            .only("workspace_id", "id", "to_email", "batch_id")
+            .first()
+        )
+        if message is None:
+            return None
+        return _Found(message.workspace_id, str(message.pk), message.to_email, message.batch_id)
+
+
+@dataclass(frozen=True)
+class _Found:
+    workspace_id: UUID
+    message_id: str
+    email: str
+    batch_id: UUID

@@ -48,7 +48,9 @@ INSTALLED_APPS = [
     "campaigns",
     "transactional",
     "delivery",
+    "webhooks",
     "reports",
+    "anymail",
 ]
 
 MIDDLEWARE = [
@@ -197,6 +199,12 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Resumes CSV imports whose worker died from their checkpoint; fails them after repeated stalls.",
     },
+    "webhooks: dispatch due": {
+        "task": "webhooks.tasks.dispatch_due",
+        "every_seconds": int(os.environ.get("WEBHOOK_DISPATCH_EVERY_SECONDS", "1")),
+        "queue": "default",
+        "description": "Turns new events into webhook messages; enqueues one delivery task per endpoint.",
+    },
     "transactional: dispatch due": {
         "task": "transactional.tasks.dispatch_due",
         "every_seconds": int(os.environ.get("TRANSACTIONAL_DISPATCH_EVERY_SECONDS", "1")),
@@ -277,6 +285,38 @@ TRANSACTIONAL_MAX_ATTEMPTS = int(os.environ.get("TRANSACTIONAL_MAX_ATTEMPTS", "8
 # A message `sending` for longer than this lost its worker mid-hand-off: marked failed, never resent.
 # Longer than a send task may run (CELERY_TASK_TIME_LIMIT).
 TRANSACTIONAL_SENDING_TIMEOUT_SECONDS = int(os.environ.get("TRANSACTIONAL_SENDING_TIMEOUT_SECONDS", "660"))
+
+# --- Outbound webhooks (docs/decisions/040, 041) -------------------------------------------------------
+# Off in production: a webhook URL that resolves to a loopback, private, link-local, multicast or reserved
+# address is refused at creation and at every attempt. On in dev and test settings.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT_SECONDS", "5"))
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Requests per delivery task, and the most requests per second one endpoint gets (0: as fast as it answers).
+WEBHOOK_BATCH_SIZE = int(os.environ.get("WEBHOOK_BATCH_SIZE", "100"))
+WEBHOOK_RATE_PER_ENDPOINT = float(os.environ.get("WEBHOOK_RATE_PER_ENDPOINT", "100"))
+# A delivery task stops after this long (and at half the soft time limit) and hands on to the next one.
+WEBHOOK_TASK_SECONDS = float(os.environ.get("WEBHOOK_TASK_SECONDS", "20"))
+WEBHOOK_LEASE_MARGIN_SECONDS = int(os.environ.get("WEBHOOK_LEASE_MARGIN_SECONDS", "30"))
+# Events read per endpoint per tick; the rest next tick.
+WEBHOOK_MATERIALIZE_PER_TICK = int(os.environ.get("WEBHOOK_MATERIALIZE_PER_TICK", "5000"))
+# An event id seen this long ago counts as settled even if a transaction older than it is still open.
+WEBHOOK_SETTLE_MAX_SECONDS = int(os.environ.get("WEBHOOK_SETTLE_MAX_SECONDS", "30"))
+# A message is retried on the schedule for this long; an endpoint failing for this long is disabled.
+WEBHOOK_RETRY_WINDOW_HOURS = float(os.environ.get("WEBHOOK_RETRY_WINDOW_HOURS", "72"))
+WEBHOOK_DISABLE_AFTER_HOURS = float(os.environ.get("WEBHOOK_DISABLE_AFTER_HOURS", "72"))
+
+# --- ESP events in: django-anymail's tracking webhooks at /anymail/<esp>/tracking/ (docs/decisions/042) -----
+# WEBHOOK_SECRET is the "user:password" of the HTTP basic auth the ESP is configured with (Amazon SES through
+# SNS has nothing else); Mailgun signs with its webhook signing key.
+ANYMAIL = {
+    key: value
+    for key, value in {
+        "WEBHOOK_SECRET": os.environ.get("ANYMAIL_WEBHOOK_SECRET"),
+        "MAILGUN_WEBHOOK_SIGNING_KEY": os.environ.get("MAILGUN_WEBHOOK_SIGNING_KEY"),
+    }.items()
+    if value
+}
 
 # --- Templates (common.rendering, docs/decisions/018) ---------------------------------------------------
 # The budget of rendering one field (subject, html, text or preheader) for one recipient: CPU seconds, and
@@ -361,6 +401,9 @@ SPECTACULAR_SETTINGS = {
         "CampaignRunStatusEnum": "campaigns.models.CampaignRun.Status",
         "TransactionalMessageStatusEnum": "transactional.models.TransactionalMessage.Status",
         "EventTypeEnum": "delivery.models.Event.Type",
+        "WebhookEndpointStatusEnum": "webhooks.models.WebhookEndpoint.Status",
+        "WebhookMessageStatusEnum": "webhooks.models.WebhookMessage.Status",
+        "WebhookAttemptTriggerEnum": "webhooks.models.WebhookAttempt.Trigger",
     },
 }
 

@@ -42,3 +42,6 @@ os.makedirs(DATA_DIR / "static", exist_ok=True)
 # gunicorn serves the admin's static files straight from the apps in development (no collectstatic).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Webhook receivers on this machine (local test servers) are allowed here, never in production.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", True)

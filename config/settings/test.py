@@ -6,7 +6,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 from .base import *  # noqa: E402,F401,F403
-from .base import DATA_DIR  # noqa: E402
+from .base import DATA_DIR, env_bool  # noqa: E402
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -26,3 +26,6 @@ CACHES = {
         "KEY_PREFIX": "mailsched-test",
     }
 }
+
+# Webhook receivers on this machine (local test servers) are allowed here, never in production.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", True)

@@ -22,6 +22,7 @@ from tests.factories import (
     SuppressionFactory,
     TemplateFactory,
     ThrottleFactory,
+    WebhookAttemptFactory,
 )
 
 PREFIX = "api/v1/"
@@ -38,9 +39,10 @@ PK_RESOURCE = {
     "templates": "template",
     "campaigns": "campaign",
     "throttles": "throttle",
+    "webhooks": "webhook_endpoint",
 }
 # Every other path parameter names its object itself.
-PARAMETER_RESOURCE = {"message_id": "message", "batch_id": "batch"}
+PARAMETER_RESOURCE = {"message_id": "message", "batch_id": "batch", "attempt_id": "webhook_attempt"}
 
 # A write that parses its body before it looks the object up gets a body it would accept, so that the lookup
 # (and with it the tenancy) is what answers.
@@ -52,6 +54,7 @@ BODIES = {
     "suppression-detail": {"email": "someone@example.org"},
     "throttle-detail": {"scope": "workspace", "rate_per_second": 5},
     "template-detail": {"name": "renamed", "html": "<p>Hi</p>"},
+    "webhook-detail": {"url": "http://127.0.0.1:9/renamed", "event_types": ["*"]},
 }
 
 
@@ -139,6 +142,8 @@ def first(workspace, api):
         "message": sent.json()["message_id"],
         "batch": sent.json()["batch_id"],
     }
+    attempt = WebhookAttemptFactory(endpoint__workspace=workspace, endpoint__url="http://first-hook.example.com/in")
+    ids.update(webhook_endpoint=attempt.endpoint_id, webhook_attempt=attempt.pk)
     EventFactory(workspace=workspace, campaign_id=campaign.pk, run_id=run.pk, email=contact.email)
     return ids
 
