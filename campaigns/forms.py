@@ -182,6 +182,11 @@ class ScheduleForm(forms.Form):
         label="Send Time Optimization window (hours)",
         help_text="Optional: send each recipient at their best hour within this window.",
     )
+    sto_holdout_percent = forms.IntegerField(
+        required=False,
+        label="STO holdout (%)",
+        help_text="Optional: this share of recipients gets the window start, to measure the uplift.",
+    )
     recipient_local_time = forms.BooleanField(
         required=False,
         label="Recipient's local time",
@@ -190,7 +195,7 @@ class ScheduleForm(forms.Form):
 
     WHEN_FIELDS = ("schedule_type", "date", "time", "timezone")
     RECURRING_FIELDS = ("frequency", "interval", "days_of_week", "day_of_month", "end_date")
-    OPTION_FIELDS = ("sto_window_hours", "recipient_local_time")
+    OPTION_FIELDS = ("sto_window_hours", "sto_holdout_percent", "recipient_local_time")
 
     # The service's error keys, and the field of this form that each lands on.
     FIELD_MAP = {
@@ -205,6 +210,7 @@ class ScheduleForm(forms.Form):
         "recurring_config.time_zone": "timezone",
         "recurring_config.end_date": "end_date",
         "send_time_optimization.window_hours": "sto_window_hours",
+        "send_time_optimization.holdout_percent": "sto_holdout_percent",
     }
 
     @classmethod
@@ -229,6 +235,7 @@ class ScheduleForm(forms.Form):
             initial.update(schedule_type="scheduled", date=local.date(), time=local.strftime("%H:%M"))
         if campaign.send_time_optimization:
             initial["sto_window_hours"] = campaign.send_time_optimization.get("window_hours")
+            initial["sto_holdout_percent"] = campaign.send_time_optimization.get("holdout_percent") or 0
         initial["recipient_local_time"] = campaign.recipient_local_time
         return initial
 
@@ -246,7 +253,10 @@ class ScheduleForm(forms.Form):
             return data
         kwargs = {"recipient_local_time": data.get("recipient_local_time", False)}
         if data.get("sto_window_hours") is not None:
-            kwargs["send_time_optimization"] = {"window_hours": data["sto_window_hours"]}
+            kwargs["send_time_optimization"] = {
+                "window_hours": data["sto_window_hours"],
+                "holdout_percent": data.get("sto_holdout_percent") or 0,
+            }
         wall_time = data.get("time")
         if data["schedule_type"] == "scheduled":
             if data.get("date") is None or wall_time is None:

@@ -182,6 +182,9 @@ class CampaignRun(models.Model):
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
     failure_reason = models.CharField(max_length=500, blank=True)
+    # When the run's hand-offs were folded into the recipients' engagement exposure (docs/decisions/030);
+    # set in the same transaction as the fold, so a second fold of the run does nothing.
+    exposure_folded_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

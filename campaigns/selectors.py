@@ -1,5 +1,8 @@
+import itertools
+from collections import Counter
 from datetime import UTC, datetime
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, OuterRef, QuerySet, Subquery
@@ -7,10 +10,10 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
-from audience.models import Contact
+from audience.models import Contact, normalize_email
 from audience.selectors import audience_sendable
 from campaigns.models import Campaign, CampaignRun, Template
-from campaigns.planning import SendPolicy, local_time_launch_at, plan_send_time
+from campaigns.planning import RunPlanner, SendPolicy, local_time_launch_at
 from campaigns.scheduling import RecurringConfig, upcoming_runs
 from common import errors
 from common.addresses import domain_of
@@ -200,32 +203,18 @@ def campaign_runs(*, workspace: Workspace, campaign_id) -> QuerySet[CampaignRun]
     return CampaignRun.objects.filter(workspace=workspace, campaign=campaign).order_by("-due_at")
 
 
-def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size: int = 20) -> dict:
-    """Planned send times: counts per hour (UTC) and a sample of recipients with the reason for each.
+def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, email: str = "", sample_size: int = 20) -> dict:
+    """Planned send times: counts per hour (UTC) and a sample of recipients with the reason for each
+    (`email` narrows the sample to that recipient).
 
-    After launch it reads the deliveries the engine wrote; before, it applies the same planning function
-    the fan-out will use to the current audience, grouped by timezone in SQL (one row per zone, not per
-    contact), so it stays cheap for large audiences.
+    After launch it reads the deliveries the engine wrote; before, it runs the fan-out's own planner
+    (campaigns.planning.RunPlanner) over the current audience: without STO grouped by timezone in SQL (one
+    row per zone, not per contact); with STO over every recipient in the fan-out's order, in chunks.
     """
+    email = normalize_email(email) if email else ""
     run = campaign.runs.order_by("-due_at").first()
     if run is not None and run.total and campaign.status in (Campaign.Status.SENDING, Campaign.Status.PAUSED):
-        deliveries = Delivery.objects.filter(run=run)
-        per_hour: dict[str, int] = {}
-        for row in (
-            deliveries.annotate(hour=_trunc_hour("send_at")).values("hour").annotate(n=Count("id")).order_by("hour")
-        ):
-            per_hour[_iso(row["hour"])] = row["n"]
-        sample = [
-            {"email": d.email, "send_at": _iso(d.send_at), "reason": d.send_reason, "status": d.status}
-            for d in deliveries.order_by("send_at", "id")[:sample_size]
-        ]
-        return {
-            "source": "deliveries",
-            "run_id": str(run.id),
-            "total": run.total,
-            "per_hour": per_hour,
-            "sample": sample,
-        }
+        return _send_plan_of_run(run=run, email=email, sample_size=sample_size)
 
     occurrence = campaign.next_run_at or timezone.now()
     if campaign.recipient_local_time and campaign.scheduled_at:
@@ -238,18 +227,18 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
     if policy.local_date is not None:
         launch_at = local_time_launch_at(local_date=policy.local_date, wall=policy.local_wall_time, now=timezone.now())
         policy = SendPolicy.for_campaign(campaign=campaign, launch_at=launch_at, occurrence=occurrence)
+    planner = RunPlanner(policy=policy, workspace=workspace)
     recipients = campaign_recipients(workspace=workspace, campaign=campaign)
-    per_hour = {}
-    total = 0
-    for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
-        send_at, _ = plan_send_time(policy=policy, contact_timezone=row["timezone"])
-        key = _iso(send_at.replace(minute=0, second=0, microsecond=0))
-        per_hour[key] = per_hour.get(key, 0) + row["n"]
-        total += row["n"]
-    sample = []
-    for contact in recipients.order_by("email").only("email", "timezone")[:sample_size]:
-        send_at, reason = plan_send_time(policy=policy, contact_timezone=contact.timezone)
-        sample.append({"email": contact.email, "send_at": _iso(send_at), "reason": reason})
+    if planner.sto:
+        per_hour, total, sample = _sto_plan(planner, recipients, email=email, sample_size=sample_size)
+    else:
+        per_hour, total = {}, 0
+        for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
+            key = _iso(_hour(planner.window(row["timezone"])[0].send_at))
+            per_hour[key] = per_hour.get(key, 0) + row["n"]
+            total += row["n"]
+        chosen = recipients.filter(email=email) if email else recipients.order_by("email")[:sample_size]
+        sample = [_entry(row) for row in planner.plan(list(chosen.values_list(*planner.columns)))]
     return {
         "source": "plan",
         "run_id": None,
@@ -257,6 +246,55 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
         "per_hour": dict(sorted(per_hour.items())),
         "sample": sample,
     }
+
+
+def _send_plan_of_run(*, run: CampaignRun, email: str, sample_size: int) -> dict:
+    deliveries = Delivery.objects.filter(run=run)
+    per_hour: dict[str, int] = {}
+    for row in deliveries.annotate(hour=_trunc_hour("send_at")).values("hour").annotate(n=Count("id")).order_by("hour"):
+        per_hour[_iso(row["hour"])] = row["n"]
+    chosen = deliveries.filter(email=email) if email else deliveries.order_by("send_at", "id")[:sample_size]
+    sample = [
+        {
+            "email": d.email,
+            "send_at": _iso(d.send_at),
+            "reason_code": d.send_reason_code,
+            "reason": d.send_reason,
+            "status": d.status,
+        }
+        for d in chosen
+    ]
+    return {"source": "deliveries", "run_id": str(run.id), "total": run.total, "per_hour": per_hour, "sample": sample}
+
+
+def _sto_plan(planner: RunPlanner, recipients: QuerySet, *, email: str, sample_size: int) -> tuple[dict, int, list]:
+    """Every recipient through the planner in the fan-out's order and chunks: the hours exactly as the
+    fan-out will write them, and the sample (the first recipients by email, or the one asked for)."""
+    wanted = {email} if email else set(recipients.order_by("email").values_list("email", flat=True)[:sample_size])
+    size = settings.DELIVERY_FANOUT_CHUNK_SIZE
+    rows = recipients.order_by(*planner.order).values_list(*planner.columns).iterator(chunk_size=size)
+    counts: Counter = Counter()
+    sample = []
+    position = 0
+    while chunk := list(itertools.islice(rows, size)):
+        planned = planner.plan(chunk, position=position)
+        position += len(chunk)
+        send_at = np.array([p[2].timestamp() for p in planned], dtype=np.int64)
+        hours, n = np.unique(send_at // 3600, return_counts=True)
+        counts.update(dict(zip(hours.tolist(), n.tolist(), strict=True)))
+        sample.extend(_entry(p) for p in planned if p[1] in wanted)
+    per_hour = {_iso(datetime.fromtimestamp(h * 3600, UTC)): n for h, n in counts.items()}
+    sample.sort(key=lambda e: e["email"])
+    return per_hour, position, sample
+
+
+def _entry(planned: tuple) -> dict:
+    _, email, send_at, code, reason = planned
+    return {"email": email, "send_at": _iso(send_at), "reason_code": code, "reason": reason}
+
+
+def _hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
 
 
 def _trunc_hour(field: str):

@@ -6,4 +6,5 @@ from delivery import apis
 
 urlpatterns = [
     path("events", apis.EventListApi.as_view(), name="event-list"),
+    path("engagement/events", apis.EngagementEventsImportApi.as_view(), name="engagement-events-import"),
 ]

@@ -2,12 +2,13 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
+from rest_framework.response import Response
 
 from accounts.api import WorkspaceApiMixin
-from delivery import selectors
+from delivery import selectors, services
 from delivery.filters import EventFilter
 from delivery.models import Event
-from delivery.serializers import StreamEventOutput
+from delivery.serializers import EngagementEventsInput, EngagementImportOutput, StreamEventOutput
 
 
 class EventListApi(WorkspaceApiMixin, generics.GenericAPIView):
@@ -33,3 +34,24 @@ class EventListApi(WorkspaceApiMixin, generics.GenericAPIView):
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(StreamEventOutput(page, many=True).data)
+
+
+class EngagementEventsImportApi(WorkspaceApiMixin, generics.GenericAPIView):
+    serializer_class = EngagementEventsInput
+
+    @extend_schema(
+        summary="Import open and click history from a previous ESP",
+        description=(
+            "Up to 10,000 events a request. Each counts exactly like a tracked one for Send Time Optimization. "
+            "A row that is malformed, in the future, or names no contact of this workspace is skipped with "
+            "its index and reason; the others are imported."
+        ),
+        tags=["Events"],
+        request=EngagementEventsInput,
+        responses=EngagementImportOutput,
+    )
+    def post(self, request):
+        body = EngagementEventsInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = services.engagement_import(workspace_id=self.workspace.id, rows=body.validated_data["events"])
+        return Response(EngagementImportOutput(result).data)
