@@ -132,6 +132,7 @@ RECIPIENT_COLUMNS = (
     "engagement__clicks",
 )
 PLAIN_COLUMNS = RECIPIENT_COLUMNS[:3]
+SCORE_SLICE = 2000
 
 
 class RunPlanner:
@@ -169,6 +170,13 @@ class RunPlanner:
         return self._plan_sto(rows, position)
 
     def _plan_sto(self, rows: list[tuple], position: int) -> list[tuple]:
+        # Scored in slices: a (rows, 168) float64 matrix is 1.3 KB a row, and the scorer makes a few.
+        out = []
+        for start in range(0, len(rows), SCORE_SLICE):
+            out += self._score_slice(rows[start : start + SCORE_SLICE], position + start)
+        return out
+
+    def _score_slice(self, rows: list[tuple], position: int) -> list[tuple]:
         count = len(rows)
         if not count:
             return []
