@@ -105,12 +105,14 @@ def exposure_corrected(engagement: np.ndarray, exposure: np.ndarray) -> np.ndarr
     do not teach themselves. Rows without known sends are left as they are.
 
     An open comes a little after its send, so a send counts as exposure in its own hour and the next two.
-    The +1 keeps an hour we never sent in from dividing by zero; it treats it as one send's worth.
+    Every hour also gets the mean exposure per hour (at least one send's worth): an hour we never sent in
+    does not divide by zero, and for a whole audience (thousands of sends an hour) it does not outweigh
+    the hours we did send in.
     """
     if not exposure.any():
         return engagement
     spread = exposure + 0.5 * np.roll(exposure, 1, axis=-1) + 0.25 * np.roll(exposure, 2, axis=-1)
-    rates = engagement / (1.0 + spread)
+    rates = engagement / (spread + np.maximum(1.0, spread.mean(axis=-1, keepdims=True)))
     total = engagement.sum(axis=-1, keepdims=True)
     rate_total = rates.sum(axis=-1, keepdims=True)
     scale = np.divide(total, rate_total, out=np.zeros_like(total), where=rate_total > 0)

@@ -148,9 +148,11 @@ def _uuids(values: Iterable) -> list[UUID]:
 
 def engagement_prior(*, workspace: Workspace, now: datetime) -> np.ndarray:
     """The workspace's engagement by hour of week: the prior every contact's profile is smoothed towards.
-    Read from at most STO_PRIOR_SAMPLE profiles in primary-key order; contact ids are random UUIDs, so that
-    is a uniform sample, and the same one for the send-plan preview and the fan-out."""
-    total = np.zeros(eng.HOURS_OF_WEEK)
+    Opens per send of the whole audience (its decayed engagement divided by its decayed exposure), so the
+    hours we always sent in do not make the prior point at themselves. Read from at most STO_PRIOR_SAMPLE
+    profiles in primary-key order: contact ids are random UUIDs, so that is a uniform sample, and the same
+    one for the send-plan preview and the fan-out."""
+    engagement, exposure = np.zeros(eng.HOURS_OF_WEEK), np.zeros(eng.HOURS_OF_WEEK)
     rows = (
         EngagementProfile.objects.filter(workspace=workspace)
         .exclude(engagement=b"")
@@ -162,17 +164,18 @@ def engagement_prior(*, workspace: Workspace, now: datetime) -> np.ndarray:
     for row in rows.iterator(chunk_size=chunk):
         batch.append(row)
         if len(batch) >= chunk:
-            total += _profile_sum(batch, now)
+            _add_profiles(batch, now, engagement, exposure)
             batch = []
     if batch:
-        total += _profile_sum(batch, now)
-    return total
+        _add_profiles(batch, now, engagement, exposure)
+    return eng.exposure_corrected(engagement, exposure)
 
 
-def _profile_sum(rows: list, now: datetime) -> np.ndarray:
-    engagement, exposure, decayed_to = zip(*rows, strict=True)
-    counts = eng.exposure_corrected(eng.matrix(engagement), eng.matrix(exposure))
-    return (counts * eng.decay_to(list(decayed_to), now)[:, None]).sum(axis=0)
+def _add_profiles(rows: list, now: datetime, engagement: np.ndarray, exposure: np.ndarray) -> None:
+    values, sends, decayed_to = zip(*rows, strict=True)
+    factors = eng.decay_to(list(decayed_to), now)[:, None]
+    engagement += (eng.matrix(values) * factors).sum(axis=0)
+    exposure += (eng.matrix(sends) * factors).sum(axis=0)
 
 
 def contact_engagement(*, workspace: Workspace, contact_id: UUID, now: datetime) -> dict:

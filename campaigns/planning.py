@@ -189,6 +189,7 @@ class RunPlanner:
             counts=counts,
             prior=self.prior,
             prior_strength=settings.STO_PRIOR_STRENGTH,
+            day_pooling=settings.STO_DAY_POOLING,
             starts=starts,
             window_hours=self.policy.sto_window_hours,
             jitter=sto.jitter_of(b"".join(i.bytes for i in ids), count),

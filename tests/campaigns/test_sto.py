@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from audience import engagement as eng
 from campaigns import sto
@@ -167,3 +168,18 @@ def test_excluded_hours_are_skipped():
 def test_hour_of_week_buckets_start_on_monday_utc():
     buckets = sto.bucket_of(np.array([int(MONDAY.timestamp()), int((MONDAY + timedelta(hours=167)).timestamp())]))
     assert buckets.tolist() == [0, 167] and eng.hour_of_week(MONDAY + timedelta(days=2, hours=9)) == 57
+
+
+def test_day_pooling_lets_a_tuesday_habit_inform_a_monday_window():
+    tuesday_15 = [at_hour(24 + 15, weeks_ago=w) for w in range(1, 6)]
+    engagement, _ = history(*tuesday_15)
+    apart, pooled = plan_one(engagement), plan_one(engagement, day_pooling=0.5)
+    assert (sto.CODES[int(apart.code[0])], sent_at(pooled).hour) == ("window_start", 15)
+
+
+def test_audience_exposure_correction_does_not_let_unsent_hours_explode():
+    engagement, exposure = np.zeros(eng.HOURS_OF_WEEK), np.zeros(eng.HOURS_OF_WEEK)
+    engagement[[10, 11, 20]] = [900, 300, 40]  # we sent 5,000 at 10:00 and 100 at 20:00
+    exposure[[10, 20]] = [5000, 100]
+    corrected = eng.exposure_corrected(engagement, exposure)
+    assert int(np.argmax(corrected)) == 20 and corrected.sum() == pytest.approx(engagement.sum())
