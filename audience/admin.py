@@ -3,8 +3,11 @@ services enforce (lower-cased emails, labels of the contact's own workspace, val
 
 from django import forms
 from django.contrib import admin
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from audience.models import Contact, ContactImport, Label, Segment, Suppression, normalize_email
+from audience.selectors import contact_engagement
 from audience.services import CONTACT_HEADER_FIELDS, segment_rules_check
 from common import errors
 from common.validators import validate_single_line
@@ -51,8 +54,55 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["email", "first_name", "last_name"]
     list_select_related = ["workspace"]
     filter_horizontal = ["labels"]
-    readonly_fields = ["id", "created_at", "updated_at"]
+    readonly_fields = ["id", "created_at", "updated_at", "engagement_profile"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="Engagement (Send Time Optimization)")
+    def engagement_profile(self, obj: Contact):
+        """The profile as a week of hours (UTC): darker is a better hour. What the scorer reads."""
+        if obj.pk is None:
+            return "-"
+        data = contact_engagement(workspace=obj.workspace, contact_id=obj.pk, now=timezone.now())
+        summary = format_html(
+            "<p>{} opens, {} clicks, {} machine opens (left out); last engaged {}. Best hours (UTC): {}.</p>",
+            data["opens"],
+            data["clicks"],
+            data["machine_opens"],
+            data["last_engaged_at"] or "never",
+            ", ".join(_hour_name(h["hour_of_week"]) for h in data["best_hours"]) or "none yet",
+        )
+        top = max(data["profile"]) or 1.0
+        head = format_html_join("", '<th style="padding:0 2px;font-weight:normal">{}</th>', ((h,) for h in range(24)))
+        rows = format_html_join(
+            "",
+            "<tr><th style='padding-right:6px'>{}</th>{}</tr>",
+            (
+                (day, _cells(data["profile"][d * 24 : d * 24 + 24], top))
+                for d, day in enumerate(DAYS)
+            ),
+        )
+        table = format_html(
+            '<table style="border-collapse:collapse;font-size:11px" aria-label="Engagement by hour of week, UTC">'
+            "<tr><th>UTC</th>{}</tr>{}</table>",
+            head,
+            rows,
+        )
+        return format_html("{}{}", summary, table)
+
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _hour_name(hour_of_week: int) -> str:
+    return f"{DAYS[hour_of_week // 24]} {hour_of_week % 24:02d}:00"
+
+
+def _cells(values: list[float], top: float):
+    return format_html_join(
+        "",
+        '<td title="{}" style="width:18px;height:14px;border:1px solid #ddd;background:rgba(32,96,160,{})"></td>',
+        ((f"{v:.3f}", f"{v / top:.2f}") for v in values),
+    )
 
 
 @admin.register(Label)

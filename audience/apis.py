@@ -1,5 +1,6 @@
 """Audience endpoints (docs/architecture.md#tenancy): parse, call one selector or service, render."""
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -11,6 +12,7 @@ from audience import selectors, services
 from audience.filters import ContactFilter, LabelFilter, SegmentFilter, SuppressionFilter
 from audience.models import Contact, ContactImport, Label, Segment, Suppression
 from audience.serializers import (
+    ContactEngagementOutput,
     ContactImportInput,
     ContactImportOutput,
     ContactInput,
@@ -56,6 +58,16 @@ class ContactViewSet(WorkspaceCrudViewSet):
             workspace=self.workspace, filename=upload.name or "", fileobj=upload
         )
         return Response(ContactImportOutput(contact_import).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="A contact's engagement profile (what Send Time Optimization learns from)",
+        responses=ContactEngagementOutput,
+        tags=["contacts"],
+    )
+    @action(detail=True, methods=["get"])
+    def engagement(self, request, pk=None):
+        profile = selectors.contact_engagement(workspace=self.workspace, contact_id=pk, now=timezone.now())
+        return Response(ContactEngagementOutput(profile).data)
 
 
 @extend_schema(tags=["contacts"])

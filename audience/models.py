@@ -204,3 +204,24 @@ class ContactImportPart(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact_import_id} from byte {self.start}"
+
+
+class EngagementProfile(models.Model):
+    """When a contact reads mail, by hour of week (docs/decisions/030). `engagement` holds decayed, weighted
+    opens and clicks, `exposure` the decayed sends we made to them, both as 168 float32 values (empty bytes
+    while nothing is known) decayed to `decayed_to`. The counters are plain totals for people to read."""
+
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, primary_key=True, related_name="engagement")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    engagement = models.BinaryField(default=b"")
+    exposure = models.BinaryField(default=b"")
+    decayed_to = models.DateTimeField(null=True, blank=True)
+    opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+    machine_opens = models.PositiveIntegerField(default=0)
+    sends = models.PositiveIntegerField(default=0)
+    last_engaged_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"engagement of {self.contact_id}"

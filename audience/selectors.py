@@ -1,12 +1,17 @@
 """Audience reads. Every selector takes the workspace and never returns another workspace's rows."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from uuid import UUID
 
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from accounts.models import Workspace
-from audience.models import Contact, ContactImport, Label, Segment, Suppression
+from audience import engagement as eng
+from audience.models import Contact, ContactImport, EngagementProfile, Label, Segment, Suppression
 from audience.segments import compile_rules
 from common import errors
 
@@ -138,3 +143,68 @@ def _uuids(values: Iterable) -> list[UUID]:
         except ValueError:
             continue
     return result
+
+
+# --- engagement (docs/decisions/030) ---------------------------------------------------------------------
+
+
+def engagement_prior(*, workspace: Workspace, now: datetime) -> np.ndarray:
+    """The workspace's engagement by hour of week: the prior every contact's profile is smoothed towards.
+    Opens per send of the whole audience (its decayed engagement divided by its decayed exposure), so the
+    hours we always sent in do not make the prior point at themselves. Read from at most STO_PRIOR_SAMPLE
+    profiles in primary-key order: contact ids are random UUIDs, so that is a uniform sample, and the same
+    one for the send-plan preview and the fan-out."""
+    engagement, exposure = np.zeros(eng.HOURS_OF_WEEK), np.zeros(eng.HOURS_OF_WEEK)
+    rows = (
+        EngagementProfile.objects.filter(workspace=workspace)
+        .exclude(engagement=b"")
+        .order_by("contact_id")
+        .values_list("engagement", "exposure", "decayed_to")[: settings.STO_PRIOR_SAMPLE]
+    )
+    chunk = 5000
+    batch: list = []
+    for row in rows.iterator(chunk_size=chunk):
+        batch.append(row)
+        if len(batch) >= chunk:
+            _add_profiles(batch, now, engagement, exposure)
+            batch = []
+    if batch:
+        _add_profiles(batch, now, engagement, exposure)
+    return eng.exposure_corrected(engagement, exposure)
+
+
+def _add_profiles(rows: list, now: datetime, engagement: np.ndarray, exposure: np.ndarray) -> None:
+    values, sends, decayed_to = zip(*rows, strict=True)
+    factors = eng.decay_to(list(decayed_to), now)[:, None]
+    engagement += (eng.matrix(values) * factors).sum(axis=0)
+    exposure += (eng.matrix(sends) * factors).sum(axis=0)
+
+
+def contact_engagement(*, workspace: Workspace, contact_id: UUID, now: datetime) -> dict:
+    """A contact's profile as people read it: totals, the decayed and exposure-corrected 168 numbers, and
+    the three best hours of week. 404 for a contact of another workspace."""
+    try:
+        contact = Contact.objects.filter(workspace=workspace, pk=contact_id).first()
+    except (ValueError, DjangoValidationError):
+        contact = None
+    if contact is None:
+        raise errors.NotFound()
+    profile = EngagementProfile.objects.filter(workspace=workspace, contact=contact).first()
+    if profile is None:
+        values = np.zeros(eng.HOURS_OF_WEEK)
+        opens = clicks = machine = 0
+        last = None
+    else:
+        values = eng.exposure_corrected(eng.vector(profile.engagement)[None, :], eng.vector(profile.exposure)[None, :])
+        values = values[0] * eng.decay_to([profile.decayed_to], now)[0]
+        opens, clicks, machine, last = profile.opens, profile.clicks, profile.machine_opens, profile.last_engaged_at
+    best = [int(h) for h in np.argsort(-values, kind="stable")[:3] if values[h] > 0]
+    return {
+        "contact": contact,
+        "opens": opens,
+        "clicks": clicks,
+        "machine_opens": machine,
+        "last_engaged_at": last,
+        "best_hours": [{"hour_of_week": h, "score": round(float(values[h]), 4)} for h in best],
+        "profile": [round(float(v), 4) for v in values],
+    }

@@ -181,3 +181,25 @@ class ContactImportOutput(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+# --- engagement (docs/decisions/030) ---------------------------------------------------------------------
+
+
+class BestHourOutput(serializers.Serializer):
+    hour_of_week = serializers.IntegerField(help_text="0 = Monday 00:00-00:59 UTC ... 167 = Sunday 23:00 UTC.")
+    score = serializers.FloatField()
+
+
+class ContactEngagementOutput(serializers.Serializer):
+    opens = serializers.IntegerField(help_text="Opens counted (machine opens left out).")
+    clicks = serializers.IntegerField()
+    machine_opens = serializers.IntegerField(help_text="Prefetches and scanner fetches, not counted as opens.")
+    last_engaged_at = serializers.DateTimeField(allow_null=True)
+    best_hours = BestHourOutput(many=True, help_text="The three best hours of week, best first.")
+    profile = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=168,
+        max_length=168,
+        help_text="168 hour-of-week scores (UTC, Monday 00:00 first): decayed, clicks weighted, per send.",
+    )

@@ -24,11 +24,13 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone as dj_timezone
 
 from accounts.models import Workspace
+from audience import engagement as eng
 from audience.importfile import Records, parts_write
 from audience.models import (
     Contact,
     ContactImport,
     ContactImportPart,
+    EngagementProfile,
     Label,
     Segment,
     Suppression,
@@ -743,3 +745,156 @@ def _attach_labels(workspace: Workspace, rows: dict[str, _Row]) -> None:
         for name in row.labels
     ]
     through.objects.bulk_create(links, ignore_conflicts=True, batch_size=1000)
+
+
+# --- engagement profiles (docs/decisions/030) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngagementEvent:
+    """An open or click to fold into a profile: tracked (with the hand-off time of its message) or imported."""
+
+    kind: str  # "opened" | "clicked"
+    occurred_at: datetime
+    user_agent: str = ""
+    handed_off_at: datetime | None = None
+
+    @property
+    def machine(self) -> bool:
+        if self.kind != "opened":
+            return False
+        after = (self.occurred_at - self.handed_off_at).total_seconds() if self.handed_off_at else None
+        return eng.is_machine_open(user_agent=self.user_agent, seconds_after_handoff=after)
+
+
+def engagement_record(
+    *, workspace_id: UUID, event: EngagementEvent, contact_id: UUID | None = None, email: str = ""
+) -> bool | None:
+    """Fold one open or click into the contact's profile; a machine open is only counted as one.
+    Returns whether it was a machine open, or None when the workspace has no such contact."""
+    contacts = Contact.objects.filter(workspace_id=workspace_id)
+    contacts = contacts.filter(pk=contact_id) if contact_id else contacts.filter(email=normalize_email(email))
+    found = contacts.values_list("pk", flat=True).first()
+    if found is None:
+        return None
+    return engagement_record_many(workspace_id=workspace_id, events=[(found, event)])[0]
+
+
+def engagement_record_many(*, workspace_id: UUID, events: list[tuple[UUID, EngagementEvent]]) -> list[bool]:
+    """Fold many opens and clicks of the workspace's contacts (ids the caller found in this workspace) in a
+    few statements: the profiles are created, locked, folded in memory and written back together.
+    Returns, per event, whether it was a machine open."""
+    owned = set(
+        Contact.objects.filter(workspace_id=workspace_id, pk__in={c for c, _ in events}).values_list("pk", flat=True)
+    )
+    machine = [event.machine for _, event in events]
+    with transaction.atomic():
+        profiles = _profiles_for_update(workspace_id=workspace_id, contact_ids=owned)
+        for (contact_id, event), is_machine in zip(events, machine, strict=True):
+            if contact_id in owned:
+                _fold_event(profiles[contact_id], event, machine=is_machine)
+        _profiles_save(profiles.values(), ["machine_opens", "opens", "clicks", "last_engaged_at"])
+    return machine
+
+
+PROFILE_VECTOR_FIELDS = ["engagement", "exposure", "decayed_to"]
+
+
+def _profiles_for_update(*, workspace_id: UUID, contact_ids: set[UUID]) -> dict[UUID, EngagementProfile]:
+    EngagementProfile.objects.bulk_create(
+        [EngagementProfile(contact_id=c, workspace_id=workspace_id) for c in contact_ids], ignore_conflicts=True
+    )
+    rows = EngagementProfile.objects.select_for_update().filter(workspace_id=workspace_id, contact_id__in=contact_ids)
+    return {p.contact_id: p for p in rows.order_by("contact_id")}
+
+
+def _profiles_save(profiles: Iterable[EngagementProfile], fields: list[str]) -> None:
+    profiles = list(profiles)
+    now = dj_timezone.now()
+    for profile in profiles:
+        profile.updated_at = now
+    EngagementProfile.objects.bulk_update(profiles, [*PROFILE_VECTOR_FIELDS, *fields, "updated_at"], batch_size=1000)
+
+
+def _move_to(profile: EngagementProfile, at: datetime) -> None:
+    """Decay both vectors to `at` when it is newer than they are: readers decay them with one factor."""
+    if profile.decayed_to is not None and at > profile.decayed_to:
+        factor = eng.decay((at - profile.decayed_to).total_seconds())
+        profile.engagement = eng.to_bytes(eng.vector(profile.engagement) * factor)
+        profile.exposure = eng.to_bytes(eng.vector(profile.exposure) * factor)
+    if profile.decayed_to is None or at > profile.decayed_to:
+        profile.decayed_to = at
+
+
+def _add(data: bytes, profile: EngagementProfile, *, at: datetime, amount: float) -> bytes:
+    """`amount` in the hour of week of `at`, decayed from `at` to the profile's instant."""
+    values = eng.vector(data)
+    values[eng.hour_of_week(at)] += amount * eng.decay((profile.decayed_to - at).total_seconds())
+    return eng.to_bytes(values)
+
+
+def _fold_event(profile: EngagementProfile, event: EngagementEvent, *, machine: bool) -> None:
+    if machine:
+        profile.machine_opens += 1
+        return
+    _move_to(profile, event.occurred_at)
+    profile.engagement = _add(profile.engagement, profile, at=event.occurred_at, amount=eng.weight(event.kind))
+    if event.kind == "clicked":
+        profile.clicks += 1
+    else:
+        profile.opens += 1
+    if profile.last_engaged_at is None or event.occurred_at > profile.last_engaged_at:
+        profile.last_engaged_at = event.occurred_at
+
+
+def engagement_record_sends(*, workspace_id: UUID, sends: list[tuple[UUID, datetime]]) -> int:
+    """Fold our own hand-offs into the contacts' exposure (by hour of week), so the hours we happen to send
+    in are not mistaken for the hours a contact prefers. One chunk (hundreds to thousands) per call, in a
+    few statements; returns how many were folded."""
+    ids = {contact_id for contact_id, _ in sends}
+    owned = set(Contact.objects.filter(workspace_id=workspace_id, pk__in=ids).values_list("pk", flat=True))
+    folded = 0
+    with transaction.atomic():
+        profiles = _profiles_for_update(workspace_id=workspace_id, contact_ids=owned)
+        for contact_id, sent_at in sends:
+            if contact_id in owned:
+                profile = profiles[contact_id]
+                _move_to(profile, sent_at)
+                profile.exposure = _add(profile.exposure, profile, at=sent_at, amount=1.0)
+                profile.sends += 1
+                folded += 1
+        _profiles_save(profiles.values(), ["sends"])
+    return folded
+
+
+def engagement_profiles_rebuild(
+    *,
+    workspace_id: UUID,
+    contact_ids: list[UUID],
+    events: list[tuple[UUID, EngagementEvent]],
+    sends: list[tuple[UUID, datetime]],
+) -> int:
+    """Replace these contacts' profiles with ones folded afresh from their whole history (rebuild_engagement),
+    by the same steps as the live path. Contacts without any history are left without a profile."""
+    owned = set(Contact.objects.filter(workspace_id=workspace_id, pk__in=contact_ids).values_list("pk", flat=True))
+    profiles: dict[UUID, EngagementProfile] = {}
+
+    def profile(contact_id: UUID) -> EngagementProfile:
+        if contact_id not in profiles:
+            profiles[contact_id] = EngagementProfile(contact_id=contact_id, workspace_id=workspace_id)
+        return profiles[contact_id]
+
+    timeline = [(e.occurred_at, c, e) for c, e in events if c in owned]
+    timeline += [(at, c, None) for c, at in sends if c in owned]
+    for at, contact_id, event in sorted(timeline, key=lambda item: item[0]):
+        target = profile(contact_id)
+        if event is not None:
+            _fold_event(target, event, machine=event.machine)
+        else:
+            _move_to(target, at)
+            target.exposure = _add(target.exposure, target, at=at, amount=1.0)
+            target.sends += 1
+    with transaction.atomic():
+        EngagementProfile.objects.filter(workspace_id=workspace_id, contact_id__in=owned).delete()
+        EngagementProfile.objects.bulk_create(list(profiles.values()), batch_size=1000)
+    return len(profiles)

@@ -19,6 +19,7 @@ from campaigns.serializers import (
     ReadinessOutput,
     ScheduleInput,
     SendPlanOutput,
+    SendPlanQuery,
     TemplateInput,
     TemplateOutput,
 )
@@ -215,12 +216,18 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
     @extend_schema(
         summary="Planned send times: per hour, and a sample of recipients with the reason for each",
         tags=TAGS,
+        parameters=[SendPlanQuery],
         responses=SendPlanOutput,
     )
     @action(detail=True, methods=["get"], url_path="send-plan")
     def send_plan(self, request, pk=None):
+        query = SendPlanQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         campaign = selectors.campaign_get(workspace=self.workspace, campaign_id=pk)
-        return Response(SendPlanOutput(selectors.campaign_send_plan(workspace=self.workspace, campaign=campaign)).data)
+        plan = selectors.campaign_send_plan(
+            workspace=self.workspace, campaign=campaign, email=query.validated_data.get("email", "")
+        )
+        return Response(SendPlanOutput(plan).data)
 
     @extend_schema(summary="Runs of the campaign", tags=TAGS, responses=CampaignRunOutput(many=True))
     @action(detail=True, methods=["get"], filter_backends=[])  # the campaign list's filters do not apply to runs

@@ -232,6 +232,11 @@ class ScheduleForm(forms.Form):
         label="Send Time Optimization window (hours)",
         help_text="Optional: send each recipient at their best hour within this window.",
     )
+    sto_holdout_percent = forms.IntegerField(
+        required=False,
+        label="STO holdout (%)",
+        help_text="Optional: this share of recipients gets the window start, to measure the uplift.",
+    )
     recipient_local_time = forms.BooleanField(
         required=False,
         label="Recipient's local time",
@@ -259,7 +264,7 @@ class ScheduleForm(forms.Form):
 
     WHEN_FIELDS = ("schedule_type", "date", "time", "timezone")
     RECURRING_FIELDS = ("frequency", "interval", "days_of_week", "day_of_month", "end_date")
-    OPTION_FIELDS = ("sto_window_hours", "recipient_local_time")
+    OPTION_FIELDS = ("sto_window_hours", "sto_holdout_percent", "recipient_local_time")
     POLICY_FIELDS = ("max_lateness_minutes", "quiet_hours_start", "quiet_hours_end", "only_new_recipients")
 
     # The service's error keys, and the field of this form that each lands on.
@@ -278,6 +283,7 @@ class ScheduleForm(forms.Form):
         "quiet_hours": "quiet_hours_start",
         "quiet_hours.start": "quiet_hours_start",
         "quiet_hours.end": "quiet_hours_end",
+        "send_time_optimization.holdout_percent": "sto_holdout_percent",
     }
 
     @classmethod
@@ -300,6 +306,7 @@ class ScheduleForm(forms.Form):
             initial.update(schedule_type="scheduled", date=local.date(), time=local.strftime("%H:%M"))
         if campaign.send_time_optimization:
             initial["sto_window_hours"] = campaign.send_time_optimization.get("window_hours")
+            initial["sto_holdout_percent"] = campaign.send_time_optimization.get("holdout_percent") or 0
         initial["recipient_local_time"] = campaign.recipient_local_time
         initial["max_lateness_minutes"] = campaign.max_lateness_minutes
         if campaign.quiet_hours:
@@ -337,7 +344,10 @@ class ScheduleForm(forms.Form):
             return data
         kwargs = {"recipient_local_time": data.get("recipient_local_time", False)}
         if data.get("sto_window_hours") is not None:
-            kwargs["send_time_optimization"] = {"window_hours": data["sto_window_hours"]}
+            kwargs["send_time_optimization"] = {
+                "window_hours": data["sto_window_hours"],
+                "holdout_percent": data.get("sto_holdout_percent") or 0,
+            }
         kwargs["max_lateness_minutes"] = data.get("max_lateness_minutes")
         kwargs["only_new_recipients"] = bool(data.get("only_new_recipients"))
         start, end = data.get("quiet_hours_start"), data.get("quiet_hours_end")

@@ -10,6 +10,7 @@ The delivery app below owns Delivery rows and sending; this module hands it the 
 (delivery.services.DeliveryWriter) and asks it to enqueue what is due (delivery.engine).
 """
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun
-from campaigns.planning import SendPolicy, plan_recipient
+from campaigns.planning import RunPlanner, SendPolicy
 from campaigns.selectors import campaign_recipients
 from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
 from common.db import try_advisory_xact_lock
@@ -202,31 +203,19 @@ def run_fan_out(*, run_id: UUID | str, now: datetime | None = None) -> FanOutRes
 def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
     campaign = run.campaign
     policy = SendPolicy.for_campaign(campaign=campaign, launch_at=run.due_at, occurrence=run.occurrence_at)
-    planned: dict[str, tuple[datetime, str]] = {}  # send time depends on the zone only: once per zone
-
-    def plan(zone: str) -> tuple[datetime, str]:
-        if zone not in planned:
-            chosen = plan_recipient(policy=policy, contact_timezone=zone)
-            planned[zone] = (chosen.send_at, chosen.reason[:200])
-        return planned[zone]
-
+    planner = RunPlanner(policy=policy, workspace=campaign.workspace)
     recipients = campaign_recipients(workspace=campaign.workspace, campaign=campaign, run=run)
     writer = DeliveryWriter(
         workspace_id=run.workspace_id, run_id=run.pk, campaign_id=run.campaign_id, sandbox=run.sandbox
     )
-    chunk: list[tuple] = []
     size = settings.DELIVERY_FANOUT_CHUNK_SIZE
-    rows = recipients.order_by().values_list("id", "email", "timezone").iterator(chunk_size=size)
-    for contact_id, email, zone in rows:
-        send_at, reason = plan(zone or "")
-        chunk.append((contact_id, email, send_at, reason))
-        if len(chunk) >= size:
-            writer.write(chunk)
-            chunk = []
-            if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
-                break
-    if chunk:
-        writer.write(chunk)
+    rows = recipients.order_by(*planner.order).values_list(*planner.columns).iterator(chunk_size=size)
+    position = 0
+    while chunk := list(itertools.islice(rows, size)):
+        writer.write(planner.plan(chunk, position=position))
+        position += len(chunk)
+        if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
+            break
     return _finish_fan_out(run=run, written=writer.written, now=now)
 
 

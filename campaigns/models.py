@@ -203,6 +203,9 @@ class CampaignRun(models.Model):
         default=False, help_text="Run of a sandbox key: nothing is handed to the mail server."
     )
     failure_reason = models.CharField(max_length=500, blank=True)
+    # When the run's hand-offs were folded into the recipients' engagement exposure (docs/decisions/030);
+    # set in the same transaction as the fold, so a second fold of the run does nothing.
+    exposure_folded_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,7 +1,10 @@
+import itertools
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery
@@ -10,10 +13,10 @@ from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
 from accounts.selectors import dns_check_warnings, sending_domain_warnings
-from audience.models import Contact, Label, Segment
+from audience.models import Contact, Label, Segment, normalize_email
 from audience.selectors import audience_sendable
 from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
-from campaigns.planning import SendPolicy, local_time_launch_at, plan_recipient, reason_code_of, recipient_zone
+from campaigns.planning import RunPlanner, SendPolicy, local_time_launch_at, recipient_zone
 from campaigns.scheduling import RecurringConfig, next_runs, upcoming_runs
 from common import errors
 from common.addresses import domain_of
@@ -252,50 +255,18 @@ def campaign_runs(*, workspace: Workspace, campaign_id) -> QuerySet[CampaignRun]
     return CampaignRun.objects.filter(workspace=workspace, campaign=campaign).order_by("-due_at")
 
 
-def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size: int = 20) -> dict:
-    """Planned send times: counts per hour (UTC) and a sample of recipients with the reason for each.
+def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, email: str = "", sample_size: int = 20) -> dict:
+    """Planned send times: counts per hour (UTC) and a sample of recipients with the reason for each
+    (`email` narrows the sample to that recipient).
 
-    After launch it reads the deliveries the engine wrote; before, it applies the same planning function
-    the fan-out will use to the current audience, grouped by timezone in SQL (one row per zone, not per
-    contact), so it stays cheap for large audiences.
+    After launch it reads the deliveries the engine wrote; before, it runs the fan-out's own planner
+    (campaigns.planning.RunPlanner) over the current audience: without STO grouped by timezone in SQL (one
+    row per zone, not per contact); with STO over every recipient in the fan-out's order, in chunks.
     """
+    email = normalize_email(email) if email else ""
     run = campaign.runs.order_by("-due_at").first()
     if run is not None and run.total and campaign.status in (Campaign.Status.SENDING, Campaign.Status.PAUSED):
-        deliveries = Delivery.objects.filter(run=run)
-        per_hour: dict[str, int] = {}
-        for row in (
-            deliveries.annotate(hour=_trunc_hour("send_at")).values("hour").annotate(n=Count("id")).order_by("hour")
-        ):
-            per_hour[_iso(row["hour"])] = row["n"]
-        sample = [
-            {
-                "email": d.email,
-                "send_at": _iso(d.send_at),
-                "reason": d.send_reason,
-                "reason_code": reason_code_of(d.send_reason),
-                "status": d.status,
-            }
-            for d in deliveries.order_by("send_at", "id")[:sample_size]
-        ]
-        queued = (
-            deliveries.filter(status=Delivery.Status.QUEUED)
-            .annotate(minute=TruncMinute("send_at", tzinfo=UTC))
-            .values("minute", "contact__timezone")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        groups = [(row["minute"], row["n"], row["contact__timezone"] or "") for row in queued]
-        policy = SendPolicy.for_campaign(campaign=campaign, launch_at=run.due_at, occurrence=run.occurrence_at)
-        finish, warnings = _projection(workspace=workspace, campaign=campaign, policy=policy, groups=groups, run=run)
-        return {
-            "source": "deliveries",
-            "run_id": str(run.id),
-            "total": run.total,
-            "per_hour": per_hour,
-            "sample": sample,
-            "projected_finish_at": _iso(finish or run.finished_at),
-            "warnings": warnings + deliverability_warnings(workspace=workspace, from_email=campaign.from_email),
-        }
+        return _send_plan_of_run(workspace=workspace, campaign=campaign, run=run, email=email, sample_size=sample_size)
 
     occurrence = campaign.next_run_at or timezone.now()
     if campaign.recipient_local_time and campaign.scheduled_at:
@@ -308,29 +279,22 @@ def campaign_send_plan(*, workspace: Workspace, campaign: Campaign, sample_size:
     if policy.local_date is not None:
         launch_at = local_time_launch_at(local_date=policy.local_date, wall=policy.local_wall_time, now=timezone.now())
         policy = SendPolicy.for_campaign(campaign=campaign, launch_at=launch_at, occurrence=occurrence)
+    planner = RunPlanner(policy=policy, workspace=workspace)
     recipients = campaign_recipients(workspace=workspace, campaign=campaign)
-    per_hour = {}
-    total = 0
-    groups = []
-    for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
-        send_at = plan_recipient(policy=policy, contact_timezone=row["timezone"]).send_at
-        key = _iso(send_at.replace(minute=0, second=0, microsecond=0))
-        per_hour[key] = per_hour.get(key, 0) + row["n"]
-        total += row["n"]
-        groups.append((send_at, row["n"], row["timezone"] or ""))
+    if planner.sto:
+        per_hour, total, sample, groups = _sto_plan(planner, recipients, email=email, sample_size=sample_size)
+    else:
+        per_hour, total, groups = {}, 0, []
+        for row in recipients.values("timezone").annotate(n=Count("id")).order_by():
+            send_at = planner.fixed(row["timezone"] or "").send_at
+            key = _iso(_hour(send_at))
+            per_hour[key] = per_hour.get(key, 0) + row["n"]
+            total += row["n"]
+            groups.append((send_at, row["n"], row["timezone"] or ""))
+        chosen = recipients.filter(email=email) if email else recipients.order_by("email")[:sample_size]
+        sample = [_entry(row) for row in planner.plan(list(chosen.values_list(*planner.columns)))]
     finish, warnings = _projection(workspace=workspace, campaign=campaign, policy=policy, groups=groups)
     warnings += _audience_warnings(workspace=workspace, campaign=campaign, sendable=total)
-    sample = []
-    for contact in recipients.order_by("email").only("email", "timezone")[:sample_size]:
-        planned = plan_recipient(policy=policy, contact_timezone=contact.timezone)
-        sample.append(
-            {
-                "email": contact.email,
-                "send_at": _iso(planned.send_at),
-                "reason": planned.reason,
-                "reason_code": planned.reason_code,
-            }
-        )
     return {
         "source": "plan",
         "run_id": None,
@@ -430,6 +394,83 @@ def _audience_warnings(*, workspace: Workspace, campaign: Campaign, sendable: in
             }
         )
     return warnings
+
+
+def _send_plan_of_run(
+    *, workspace: Workspace, campaign: Campaign, run: CampaignRun, email: str, sample_size: int
+) -> dict:
+    deliveries = Delivery.objects.filter(run=run)
+    per_hour: dict[str, int] = {}
+    for row in deliveries.annotate(hour=_trunc_hour("send_at")).values("hour").annotate(n=Count("id")).order_by("hour"):
+        per_hour[_iso(row["hour"])] = row["n"]
+    chosen = deliveries.filter(email=email) if email else deliveries.order_by("send_at", "id")[:sample_size]
+    sample = [
+        {
+            "email": d.email,
+            "send_at": _iso(d.send_at),
+            "reason_code": d.send_reason_code,
+            "reason": d.send_reason,
+            "status": d.status,
+        }
+        for d in chosen
+    ]
+    queued = (
+        deliveries.filter(status=Delivery.Status.QUEUED)
+        .annotate(minute=TruncMinute("send_at", tzinfo=UTC))
+        .values("minute", "contact__timezone")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    groups = [(row["minute"], row["n"], row["contact__timezone"] or "") for row in queued]
+    policy = SendPolicy.for_campaign(campaign=campaign, launch_at=run.due_at, occurrence=run.occurrence_at)
+    finish, warnings = _projection(workspace=workspace, campaign=campaign, policy=policy, groups=groups, run=run)
+    return {
+        "source": "deliveries",
+        "run_id": str(run.id),
+        "total": run.total,
+        "per_hour": per_hour,
+        "sample": sample,
+        "projected_finish_at": _iso(finish or run.finished_at),
+        "warnings": warnings + deliverability_warnings(workspace=workspace, from_email=campaign.from_email),
+    }
+
+
+def _sto_plan(
+    planner: RunPlanner, recipients: QuerySet, *, email: str, sample_size: int
+) -> tuple[dict, int, list, list]:
+    """Every recipient through the planner in the fan-out's order and chunks: the hours exactly as the
+    fan-out will write them, the sample (the first recipients by email, or the one asked for), and the
+    groups (hour, count, zone) the finish projection reads."""
+    wanted = {email} if email else set(recipients.order_by("email").values_list("email", flat=True)[:sample_size])
+    size = settings.DELIVERY_FANOUT_CHUNK_SIZE
+    rows = recipients.order_by(*planner.order).values_list(*planner.columns).iterator(chunk_size=size)
+    counts: Counter = Counter()
+    zones: Counter = Counter()
+    sample = []
+    position = 0
+    while chunk := list(itertools.islice(rows, size)):
+        planned = planner.plan(chunk, position=position)
+        position += len(chunk)
+        send_at = np.array([p[2].timestamp() for p in planned], dtype=np.int64)
+        hours, n = np.unique(send_at // 3600, return_counts=True)
+        counts.update(dict(zip(hours.tolist(), n.tolist(), strict=True)))
+        zones.update(
+            (_hour(p[2]), row[2] or "") for p, row in zip(planned, chunk, strict=True)
+        )
+        sample.extend(_entry(p) for p in planned if p[1] in wanted)
+    per_hour = {_iso(datetime.fromtimestamp(h * 3600, UTC)): n for h, n in counts.items()}
+    sample.sort(key=lambda e: e["email"])
+    groups = [(hour, n, zone) for (hour, zone), n in zones.items()]
+    return per_hour, position, sample, groups
+
+
+def _entry(planned: tuple) -> dict:
+    _, email, send_at, code, reason = planned
+    return {"email": email, "send_at": _iso(send_at), "reason_code": code, "reason": reason}
+
+
+def _hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
 
 
 def _trunc_hour(field: str):

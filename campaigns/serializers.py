@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from audience.serializers import CountOutput  # noqa: F401 - one component for {"count": n}
 from campaigns.models import Campaign, CampaignRun, Template
+from campaigns.planning import REASON_CODES
 from campaigns.selectors import campaign_summaries, campaign_upcoming_runs
 from common.serializers import NullableObjectField, ObjectField, StrictInputSerializer, reject_nul
 
@@ -259,9 +260,14 @@ class PreviewOutput(serializers.Serializer):
     text = serializers.CharField()
 
 
+class SendPlanQuery(serializers.Serializer):
+    email = serializers.EmailField(required=False, help_text="Narrow the sample to this recipient.")
+
+
 class SendPlanRecipient(serializers.Serializer):
     email = serializers.EmailField()
     send_at = serializers.DateTimeField()
+    reason_code = serializers.ChoiceField(choices=REASON_CODES)
     reason = serializers.CharField()
     reason_code = serializers.CharField(
         required=False, help_text="launch_time, recipient_local_time, send_time_optimization or quiet_hours."

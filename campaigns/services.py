@@ -24,7 +24,7 @@ from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
 from delivery.content import has_body
 from delivery.models import Delivery, Event
-from delivery.services import deliveries_cancel, deliveries_requeue, event_record
+from delivery.services import deliveries_cancel, deliveries_fold_exposure, deliveries_requeue, event_record
 from delivery.tasks import dispatch_due
 
 logger = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def _parse_sto(value: Any) -> dict | None:
         return None
     if not isinstance(value, dict):
         raise errors.ValidationError.for_field("send_time_optimization", "send_time_optimization must be an object.")
-    unknown = set(value) - {"window_hours"}
+    unknown = set(value) - {"window_hours", "holdout_percent"}
     if unknown:
         raise errors.ValidationError(
             details={f"send_time_optimization.{k}": ["Unknown field."] for k in sorted(unknown)}
@@ -288,7 +288,12 @@ def _parse_sto(value: Any) -> dict | None:
         raise errors.ValidationError.for_field(
             "send_time_optimization.window_hours", "window_hours must be a whole number of hours from 1 to 72."
         )
-    return {"window_hours": hours}
+    holdout = value.get("holdout_percent", 0)
+    if isinstance(holdout, bool) or not isinstance(holdout, int) or not 0 <= holdout <= 50:
+        raise errors.ValidationError.for_field(
+            "send_time_optimization.holdout_percent", "holdout_percent must be a whole number from 0 to 50."
+        )
+    return {"window_hours": hours, "holdout_percent": holdout}
 
 
 def _apply_schedule(campaign: Campaign, request: ScheduleRequest, *, now: datetime) -> None:
@@ -427,6 +432,9 @@ def _start_run(
 
 
 FAN_OUT_TASK = "campaigns.tasks.run_fan_out"
+
+
+FOLD_EXPOSURE_TASK = "campaigns.tasks.fold_run_exposure"
 
 
 def enqueue_fan_out(run_id: UUID | str) -> None:
@@ -939,7 +947,22 @@ def campaign_run_finished(*, run_id: UUID | str, now: datetime | None = None) ->
             campaign.status = Campaign.Status.SCHEDULED if campaign.next_run_at else Campaign.Status.SENT
             campaign.save(update_fields=["status", "updated_at"])
         _campaign_event(campaign, Event.Type.CAMPAIGN_FINISHED, run=run, **_run_totals(run))
+        transaction.on_commit(
+            lambda: current_app.send_task(FOLD_EXPOSURE_TASK, args=[str(run_id)], queue="default"), robust=True
+        )
     return True
+
+
+def campaign_run_fold_exposure(*, run_id: UUID | str, now: datetime | None = None) -> int:
+    """Teach the recipients' engagement profiles when we sent them this run (docs/decisions/030), once per
+    run: the guard and the fold commit together. Returns how many hand-offs were folded."""
+    with transaction.atomic():
+        claimed = CampaignRun.objects.filter(
+            pk=run_id, status=CampaignRun.Status.SENT, exposure_folded_at__isnull=True
+        ).update(exposure_folded_at=now or timezone.now())
+        if not claimed:
+            return 0
+        return deliveries_fold_exposure(run_id=run_id)
 
 
 def campaign_run_failed(*, run_id: UUID | str, reason: str, now: datetime | None = None) -> bool:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from celery import shared_task
 
-from campaigns import launching
+from campaigns import launching, services
 
 
 @shared_task(queue="default", acks_late=True, ignore_result=True)
@@ -24,3 +24,8 @@ def launch_campaign(self, campaign_id: str, due_at_iso: str) -> None:
 @shared_task(queue="bulk", acks_late=True, ignore_result=True, priority=0)
 def run_fan_out(run_id: str) -> None:
     launching.run_fan_out(run_id=run_id)
+
+
+@shared_task(queue="default", acks_late=True, ignore_result=True)
+def fold_run_exposure(run_id: str) -> None:
+    services.campaign_run_fold_exposure(run_id=run_id)

@@ -10,5 +10,6 @@ router.register("throttles", apis.ThrottleViewSet, basename="throttle")
 
 urlpatterns = [
     path("events", apis.EventListApi.as_view(), name="event-list"),
+    path("engagement/events", apis.EngagementEventsImportApi.as_view(), name="engagement-events-import"),
     *router.urls,
 ]

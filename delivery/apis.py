@@ -2,12 +2,19 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
+from rest_framework.response import Response
 
 from accounts.api import WorkspaceApiMixin, WorkspaceCrudViewSet, crud_schema
 from delivery import selectors, services
 from delivery.filters import EventFilter
 from delivery.models import Event, Throttle
-from delivery.serializers import StreamEventOutput, ThrottleInput, ThrottleOutput
+from delivery.serializers import (
+    EngagementEventsInput,
+    EngagementImportOutput,
+    StreamEventOutput,
+    ThrottleInput,
+    ThrottleOutput,
+)
 
 
 class EventListApi(WorkspaceApiMixin, generics.GenericAPIView):
@@ -47,3 +54,24 @@ class ThrottleViewSet(WorkspaceCrudViewSet):
     create_service = services.throttle_create
     update_service = services.throttle_update
     delete_service = services.throttle_delete
+
+
+class EngagementEventsImportApi(WorkspaceApiMixin, generics.GenericAPIView):
+    serializer_class = EngagementEventsInput
+
+    @extend_schema(
+        summary="Import open and click history from a previous ESP",
+        description=(
+            "Up to 10,000 events a request. Each counts exactly like a tracked one for Send Time Optimization. "
+            "A row that is malformed, in the future, or names no contact of this workspace is skipped with "
+            "its index and reason; the others are imported."
+        ),
+        tags=["Events"],
+        request=EngagementEventsInput,
+        responses=EngagementImportOutput,
+    )
+    def post(self, request):
+        body = EngagementEventsInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = services.engagement_import(workspace_id=self.workspace.id, rows=body.validated_data["events"])
+        return Response(EngagementImportOutput(result).data)

@@ -58,6 +58,8 @@ class Delivery(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     send_at = models.DateTimeField()
     send_reason = models.CharField(max_length=200, blank=True, help_text="Why this recipient gets this time.")
+    # launch_time, local_time, own_history, audience_history, window_start, holdout (docs/decisions/030).
+    send_reason_code = models.CharField(max_length=20, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

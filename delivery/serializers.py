@@ -62,3 +62,24 @@ class ThrottleOutput(serializers.Serializer):
     @extend_schema_field(NullableObjectField(allow_null=True))
     def get_warmup(self, throttle):
         return throttle_warmup(throttle)
+
+
+class EngagementEventsInput(serializers.Serializer):
+    """Rows are checked one by one by the service, so that a bad row is skipped with its reason."""
+
+    events = serializers.ListField(
+        child=serializers.JSONField(),
+        max_length=10_000,
+        allow_empty=False,
+        help_text='[{"email", "type": "opened"|"clicked", "occurred_at": ISO 8601 with offset, "user_agent"}]',
+    )
+
+
+class SkippedRowOutput(serializers.Serializer):
+    index = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class EngagementImportOutput(serializers.Serializer):
+    imported = serializers.IntegerField()
+    skipped = SkippedRowOutput(many=True)

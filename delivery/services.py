@@ -24,11 +24,12 @@ Tracking writes take a delivery id read from a signed token (delivery.tracking):
 authority there, there is no API key and so no workspace to scope by.
 """
 
+import itertools
 import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -38,7 +39,14 @@ from django.utils import timezone
 
 from accounts.models import Workspace, normalize_domain
 from audience.models import Contact, Suppression, normalize_email
-from audience.services import contact_suppress
+from audience.services import (
+    EngagementEvent,
+    contact_suppress,
+    engagement_profiles_rebuild,
+    engagement_record,
+    engagement_record_many,
+    engagement_record_sends,
+)
 from common import errors
 from common.addresses import domain_of
 from common.db import unique_or_400
@@ -796,7 +804,7 @@ class DeliveryWriter:
     table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING (COPY alone cannot skip conflicts).
     Elsewhere: bulk_create(ignore_conflicts=True)."""
 
-    VARYING = ("contact_id", "email", "send_at", "send_reason")
+    VARYING = ("contact_id", "email", "send_at", "send_reason_code", "send_reason")
 
     def __init__(self, *, workspace_id: UUID, run_id: UUID, campaign_id: UUID, sandbox: bool = False):
         self.workspace_id, self.run_id, self.campaign_id = workspace_id, run_id, campaign_id
@@ -847,11 +855,12 @@ class DeliveryWriter:
                 )
             with cursor.cursor.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
                 row = list(self.template)
-                p_contact, p_email, p_send_at, p_reason = self.positions
-                for contact_id, email, send_at, reason in chunk:
+                p_contact, p_email, p_send_at, p_code, p_reason = self.positions
+                for contact_id, email, send_at, code, reason in chunk:
                     row[p_contact] = contact_id
                     row[p_email] = email
                     row[p_send_at] = send_at
+                    row[p_code] = code
                     row[p_reason] = reason
                     copy.write_row(row)
             if self.fresh:
@@ -870,14 +879,34 @@ class DeliveryWriter:
                 contact_id=contact_id,
                 email=email,
                 send_at=send_at,
+                send_reason_code=code,
                 send_reason=reason,
                 sandbox=self.sandbox,
             )
-            for contact_id, email, send_at, reason in chunk
+            for contact_id, email, send_at, code, reason in chunk
         ]
         before = Delivery.objects.filter(run_id=self.run_id).count()
         Delivery.objects.bulk_create(objs, ignore_conflicts=True)
         self.written += Delivery.objects.filter(run_id=self.run_id).count() - before
+
+
+def deliveries_fold_exposure(*, run_id: UUID) -> int:
+    """Hand the run's sent deliveries (contact, hand-off time) to the engagement profiles, in chunks."""
+    rows = (
+        Delivery.objects.filter(
+            run_id=run_id, status=S.SENT, sandbox=False, contact__isnull=False, sent_at__isnull=False
+        )
+        .order_by("id")
+        .values_list("workspace_id", "contact_id", "sent_at")
+        .iterator(chunk_size=EXPOSURE_CHUNK)
+    )
+    folded = 0
+    while chunk := list(itertools.islice(rows, EXPOSURE_CHUNK)):
+        folded += engagement_record_sends(workspace_id=chunk[0][0], sends=[(c, at) for _, c, at in chunk])
+    return folded
+
+
+EXPOSURE_CHUNK = 2000
 
 
 def delivery_count(*, run_id: UUID) -> int:
@@ -942,9 +971,17 @@ def _tracked(row: Delivery, type: str, *, user_agent: str, **data) -> Event:
 def _tracked_row(delivery_id: int) -> Delivery | None:
     return (
         Delivery.objects.filter(pk=delivery_id)
-        .only("id", "workspace_id", "email", "message_id", "campaign_id", "run_id", "contact_id")
+        .only("id", "workspace_id", "email", "message_id", "campaign_id", "run_id", "contact_id", "sent_at")
         .first()
     )
+
+
+def _engagement(row: Delivery, kind: str, *, at: datetime, user_agent: str) -> dict:
+    """Fold the open or click into the contact's profile (Send Time Optimization, docs/decisions/030);
+    the event says whether it was a machine open."""
+    event = EngagementEvent(kind=kind, occurred_at=at, user_agent=user_agent or "", handed_off_at=row.sent_at)
+    machine = engagement_record(workspace_id=row.workspace_id, contact_id=row.contact_id, email=row.email, event=event)
+    return {"machine": True} if machine else {}
 
 
 def delivery_record_open(*, delivery_id: int, user_agent: str) -> bool:
@@ -952,8 +989,10 @@ def delivery_record_open(*, delivery_id: int, user_agent: str) -> bool:
     row = _tracked_row(delivery_id)
     if row is None:
         return False
-    Delivery.objects.filter(pk=delivery_id, opened_at__isnull=True).update(opened_at=timezone.now())
-    _tracked(row, E.OPENED, user_agent=user_agent)
+    now = timezone.now()
+    Delivery.objects.filter(pk=delivery_id, opened_at__isnull=True).update(opened_at=now)
+    data = _engagement(row, E.OPENED, at=now, user_agent=user_agent)
+    _tracked(row, E.OPENED, user_agent=user_agent, **data)
     return True
 
 
@@ -965,6 +1004,7 @@ def delivery_record_click(*, delivery_id: int, url: str, user_agent: str) -> boo
     now = timezone.now()
     Delivery.objects.filter(pk=delivery_id, clicked_at__isnull=True).update(clicked_at=now)
     Delivery.objects.filter(pk=delivery_id, opened_at__isnull=True).update(opened_at=now)
+    _engagement(row, E.CLICKED, at=now, user_agent=user_agent)
     _tracked(row, E.CLICKED, user_agent=user_agent, url=url)
     return True
 
@@ -1002,15 +1042,24 @@ def _message_event(ref: tracking.MessageRef, type: str, *, user_agent: str, **da
     )
 
 
+def _message_engagement(ref: tracking.MessageRef, kind: str, *, user_agent: str) -> dict:
+    # A transactional message's hand-off time lives above this app: only the user agent tells a machine.
+    event = EngagementEvent(kind=kind, occurred_at=timezone.now(), user_agent=user_agent or "")
+    machine = engagement_record(workspace_id=UUID(ref.workspace_id), email=ref.email, event=event)
+    return {"machine": True} if machine else {}
+
+
 def tracking_record_open(*, target: tracking.Target, user_agent: str) -> bool:
     if isinstance(target, tracking.MessageRef):
-        _message_event(target, E.OPENED, user_agent=user_agent)
+        data = _message_engagement(target, E.OPENED, user_agent=user_agent)
+        _message_event(target, E.OPENED, user_agent=user_agent, **data)
         return True
     return delivery_record_open(delivery_id=target, user_agent=user_agent)
 
 
 def tracking_record_click(*, target: tracking.Target, url: str, user_agent: str) -> bool:
     if isinstance(target, tracking.MessageRef):
+        _message_engagement(target, E.CLICKED, user_agent=user_agent)
         _message_event(target, E.CLICKED, user_agent=user_agent, url=url)
         return True
     return delivery_record_click(delivery_id=target, url=url, user_agent=user_agent)
@@ -1212,3 +1261,136 @@ def _esp_target(message_ids: set[str]) -> dict | None:
             return {"workspace_id": found.workspace_id, "email": found.email, "message_id": found.message_id,
                     "batch_id": found.batch_id}
     return None
+
+
+# --- engagement history (docs/decisions/030) -------------------------------------------------------------
+
+ENGAGEMENT_IMPORT_MAX_EVENTS = 10_000
+HISTORY_TYPES = (E.OPENED, E.CLICKED)
+
+
+@dataclass
+class EngagementImportResult:
+    imported: int = 0
+    skipped: list = None  # [{"index", "reason"}]
+
+    def __post_init__(self):
+        self.skipped = self.skipped or []
+
+
+def _history_row(row, *, now: datetime) -> tuple[str, str, datetime, str] | str:
+    """(email, type, occurred_at, user_agent) of an imported event, or why it is skipped."""
+    if not isinstance(row, dict):
+        return "an event must be an object"
+    email, kind, when, agent = row.get("email"), row.get("type"), row.get("occurred_at"), row.get("user_agent", "")
+    if not isinstance(email, str) or "@" not in email or len(email) > 254:
+        return "email is missing or not an address"
+    if kind not in HISTORY_TYPES:
+        return "type must be opened or clicked"
+    if agent is None:
+        agent = ""
+    if not isinstance(agent, str) or "\x00" in agent:
+        return "user_agent must be text"
+    try:
+        occurred_at = datetime.fromisoformat(when) if isinstance(when, str) else None
+    except ValueError:
+        occurred_at = None
+    if occurred_at is None:
+        return "occurred_at must be an ISO 8601 date and time"
+    if occurred_at.tzinfo is None:
+        return "occurred_at needs an offset or Z"
+    if occurred_at > now + timedelta(minutes=5):
+        return "occurred_at is in the future"
+    return normalize_email(email), kind, occurred_at.astimezone(UTC), agent[:500]
+
+
+def engagement_import(*, workspace_id: UUID, rows: list, now: datetime | None = None, first_index: int = 0):
+    """Import opens and clicks from a previous ESP: each becomes an event exactly like a tracked one
+    (marked `imported`) and is folded into its contact's profile. A bad row or an unknown contact is skipped
+    with its reason (its index counts from `first_index`); the rest are imported."""
+    now = now or timezone.now()
+    result = EngagementImportResult()
+    parsed = []
+    for index, row in enumerate(rows, start=first_index):
+        value = _history_row(row, now=now)
+        if isinstance(value, str):
+            result.skipped.append({"index": index, "reason": value})
+        else:
+            parsed.append((index, *value))
+    emails = {email for _, email, *_ in parsed}
+    contacts = dict(Contact.objects.filter(workspace_id=workspace_id, email__in=emails).values_list("email", "pk"))
+    folded, events = [], []
+    for index, email, kind, occurred_at, agent in parsed:
+        if email not in contacts:
+            result.skipped.append({"index": index, "reason": "no contact with this email in this workspace"})
+            continue
+        folded.append((contacts[email], EngagementEvent(kind=kind, occurred_at=occurred_at, user_agent=agent)))
+        events.append(
+            Event(
+                workspace_id=workspace_id,
+                type=kind,
+                occurred_at=occurred_at,
+                email=email,
+                data={"user_agent": agent, "imported": True},
+            )
+        )
+    with transaction.atomic():
+        machine = engagement_record_many(workspace_id=workspace_id, events=folded)
+        for event, is_machine in zip(events, machine, strict=True):
+            if is_machine:
+                event.data["machine"] = True
+        events_record(events=events)
+    result.imported = len(events)
+    result.skipped.sort(key=lambda s: s["index"])
+    return result
+
+
+REBUILD_CHUNK = 1000
+
+
+def engagement_rebuild(*, workspace_id: UUID) -> int:
+    """Recompute every profile of the workspace from the event table (opens and clicks, tracked or
+    imported) and the deliveries' hand-off times (exposure, and the hand-off a machine open came too soon
+    after), with the settings in force now. Contact by contact-id chunk; returns the profiles written."""
+    contact_rows = Contact.objects.filter(workspace_id=workspace_id).order_by("pk").values_list("pk", "email")
+    written = 0
+    for chunk in _chunks(contact_rows.iterator(chunk_size=REBUILD_CHUNK), REBUILD_CHUNK):
+        written += _rebuild_chunk(workspace_id=workspace_id, contacts=dict(chunk))
+    return written
+
+
+def _chunks(rows, size: int):
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
+
+
+def _rebuild_chunk(*, workspace_id: UUID, contacts: dict) -> int:
+    by_email = {email: pk for pk, email in contacts.items()}
+    events = list(
+        Event.objects.filter(workspace_id=workspace_id, email__in=by_email, type__in=HISTORY_TYPES)
+        .order_by()
+        .values_list("email", "type", "occurred_at", "delivery_id", "data")
+    )
+    handed_off = dict(
+        Delivery.objects.filter(pk__in={e[3] for e in events if e[3]}).values_list("pk", "sent_at")
+    )
+    sends = list(
+        Delivery.objects.filter(
+            workspace_id=workspace_id, contact_id__in=contacts, status=S.SENT, sent_at__isnull=False
+        ).values_list("contact_id", "sent_at")
+    )
+    history = [
+        (
+            by_email[email],
+            EngagementEvent(
+                kind=kind,
+                occurred_at=at,
+                user_agent=(data or {}).get("user_agent") or "",
+                handed_off_at=handed_off.get(delivery_id),
+            ),
+        )
+        for email, kind, at, delivery_id, data in events
+    ]
+    return engagement_profiles_rebuild(
+        workspace_id=workspace_id, contact_ids=list(contacts), events=history, sends=sends
+    )

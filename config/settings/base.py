@@ -450,3 +450,14 @@ LOGGING = {
 # CAMPAIGN_TRANSITION_IN_PROGRESS: long enough that quick requests serialize, short enough to answer promptly.
 CAMPAIGN_LOCK_TIMEOUT_MS = int(os.environ.get("CAMPAIGN_LOCK_TIMEOUT_MS", "2000"))
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+# Send Time Optimization (docs/decisions/030): engagement profiles and the scorer.
+STO_HALF_LIFE_DAYS = float(os.environ.get("STO_HALF_LIFE_DAYS", "90"))
+# An open this soon after the hand-off is a prefetch or a scanner, not a reader.
+STO_MACHINE_OPEN_SECONDS = int(os.environ.get("STO_MACHINE_OPEN_SECONDS", "10"))
+STO_CLICK_WEIGHT = float(os.environ.get("STO_CLICK_WEIGHT", "3"))
+# Pseudo-opens of the audience's profile mixed into each contact's (the Dirichlet prior's strength).
+STO_PRIOR_STRENGTH = float(os.environ.get("STO_PRIOR_STRENGTH", "2"))
+# Share of each hour's evidence spread over the same hour of the other days (0 = days apart, 1 = hour of day).
+STO_DAY_POOLING = float(os.environ.get("STO_DAY_POOLING", "0.5"))
+STO_PRIOR_SAMPLE = int(os.environ.get("STO_PRIOR_SAMPLE", "50000"))

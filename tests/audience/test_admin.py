@@ -82,3 +82,16 @@ def test_contact_form_refuses_a_header_field_that_is_not_one_line(workspace, fie
     form = ContactAdminForm(data={**data, field: value})
     assert not form.is_valid()
     assert form.errors[field] == [SINGLE_LINE_MESSAGE]
+
+
+def test_contact_change_page_shows_the_engagement_profile(admin_client, workspace):
+    from delivery.services import engagement_import
+
+    contact = ContactFactory(workspace=workspace)
+    rows = [{"email": contact.email, "type": "opened", "occurred_at": "2026-06-02T09:30:00Z"}]  # a Tuesday
+    engagement_import(workspace_id=workspace.id, rows=rows)
+
+    content = admin_client.get(f"/admin/audience/contact/{contact.pk}/change/").content.decode()
+
+    assert "1 opens, 0 clicks, 0 machine opens" in content and "Best hours (UTC): Tue 09:00." in content
+    assert content.count("background:rgba(32,96,160,1.00)") == 1

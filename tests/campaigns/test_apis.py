@@ -283,7 +283,7 @@ def test_send_time_optimization_and_local_time_are_stored(api, ready_campaign):
         "recipient_local_time": True,
     }
     schedule = api.post(url(ready_campaign, "schedule"), payload, format="json").json()["schedule"]
-    assert schedule["send_time_optimization"] == {"window_hours": 24}
+    assert schedule["send_time_optimization"] == {"window_hours": 24, "holdout_percent": 0}
     assert schedule["recipient_local_time"] is True
 
 

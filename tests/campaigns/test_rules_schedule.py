@@ -78,5 +78,5 @@ def test_the_edges_of_the_ranges_are_accepted_by_the_admin_form(admin_client, re
     ready_campaign.refresh_from_db()
     assert (ready_campaign.recurring_config["day_of_month"], ready_campaign.send_time_optimization) == (
         31,
-        {"window_hours": 72},
+        {"window_hours": 72, "holdout_percent": 0},
     )
