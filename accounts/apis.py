@@ -58,8 +58,8 @@ class SendingDomainViewSet(WorkspaceCrudViewSet):
         summary="Rotate the domain's DKIM key",
         description=(
             "Adds a new key under a new selector, `key_status` pending, to `dns_records`. Publish it and call "
-            "verify: once the record is found, the new key signs and the old one retires (remove its record "
-            "then). Called again while a rotation is pending, it keeps the pending key."
+            "verify: once the record is found, the new key signs and the old one retires (remove its record a "
+            "few days later). Called again while a rotation is pending, it keeps the pending key."
         ),
         request=None,
         responses=SendingDomainOutput,
