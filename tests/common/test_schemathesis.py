@@ -68,6 +68,7 @@ SERVICE_RULES = {
     "attributes": "bounded keys and size (audience.models.validate_attributes)",
     "email": "an address the project can send to (common.addresses)",
     "from": "a verified sending domain of the workspace (transactional.services)",
+    "url": "a webhook URL the SSRF guard accepts: http(s), a valid host, no credentials (webhooks.ssrf, decision 041)",
     **{
         name: "header-bound text is a single line, without control characters (docs/decisions/013)"
         for name in ("cc", "bcc", "reply_to", "subject", "headers", "customer_reference", "from_name")
