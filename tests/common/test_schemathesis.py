@@ -68,6 +68,7 @@ SERVICE_RULES = {
     "attributes": "bounded keys and size (audience.models.validate_attributes)",
     "email": "an address the project can send to (common.addresses)",
     "from": "a verified sending domain of the workspace (transactional.services)",
+    "contact_id": "a contact of the workspace (campaigns.selectors.campaign_preview); the schema says a string",
     "url": "a webhook URL the SSRF guard accepts: http(s), a valid host, no credentials (webhooks.ssrf, decision 041)",
     **{
         name: "header-bound text is a single line, without control characters (docs/decisions/013)"
