@@ -7,7 +7,8 @@ from webhooks.services import SUBSCRIBABLE
 class WebhookEndpointInput(serializers.Serializer):
     url = serializers.URLField(max_length=2000)
     event_types = serializers.ListField(
-        child=serializers.ChoiceField(choices=SUBSCRIBABLE), allow_empty=False, max_length=len(SUBSCRIBABLE),
+        child=serializers.ChoiceField(choices=SUBSCRIBABLE), allow_empty=False, min_length=1,
+        max_length=len(SUBSCRIBABLE),
         help_text="Dotted types (`email.sent`, `campaign.finished`) or `email.*`, `campaign.*`, `*`.",
     )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)

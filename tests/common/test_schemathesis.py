@@ -73,6 +73,8 @@ SERVICE_RULES = {
     "only_new_recipients": "recurring schedules only (campaigns.services._parse_policies)",
     "rate_per_second": "a positive rate, or a warm-up instead (delivery.services.throttle_clean)",
     "warmup": "a ramp of daily caps, on a sending domain only (delivery.services.throttle_clean)",
+    "contact_id": "a contact of the workspace (campaigns.selectors.campaign_preview); the schema says a string",
+    "url": "a webhook URL the SSRF guard accepts: http(s), a valid host, no credentials (webhooks.ssrf, decision 041)",
     **{
         name: "header-bound text is a single line, without control characters (docs/decisions/013)"
         for name in ("cc", "bcc", "reply_to", "subject", "headers", "customer_reference", "from_name")
