@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "common",
     "accounts",
@@ -165,6 +166,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES_NAMES = ("tx_high", "tx_low", "bulk", "default", "imports")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task events, so Flower or `celery events` can show what each worker runs (docs/operations.md); off with
+# CELERY_EVENTS=0 if the broker traffic matters more.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_EVENTS", True)
+CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_EVENTS", True)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # The system's periodic tasks; common.apps registers them in django-celery-beat after migrate.
@@ -342,6 +347,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's JavaScript and CSS from the installed package, not a CDN: /api/v1/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
@@ -374,11 +383,24 @@ TRACKING_CLICK_LINK_MAX_AGE_DAYS = int(os.environ.get("TRACKING_CLICK_LINK_MAX_A
 # --- Sending domains ----------------------------------------------------------------------------------
 SENDING_DOMAIN_TXT_PREFIX = "mailsched-verification="
 
+# LOG_FORMAT=json (the production default) writes one JSON object a line, with the campaign, run, delivery or
+# message ids the line concerns (common.logcontext); plain is for a terminal.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ids": {"()": "common.logcontext.LogIdsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["ids"]},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -387,3 +409,5 @@ LOGGING = {
 # CAMPAIGN_TRANSITION_IN_PROGRESS: long enough that quick requests serialize, short enough to answer promptly.
 CAMPAIGN_LOCK_TIMEOUT_MS = int(os.environ.get("CAMPAIGN_LOCK_TIMEOUT_MS", "2000"))
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set (docs/operations.md#metrics).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
