@@ -2,7 +2,9 @@
 time the deliveries that are due but no batch has claimed (alert when it grows: workers are missing or
 behind, or the dispatcher stopped)."""
 
+import logging
 from collections.abc import Iterable
+from datetime import UTC
 
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -10,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from common import metrics
 from delivery.models import Delivery
 
+logger = logging.getLogger(__name__)
 QUEUE = "bulk"
 # Statuses a mark can end a delivery in that are worth counting (`sending` is the in-flight mark).
 _OUTCOMES = {
@@ -23,7 +26,15 @@ _OUTCOMES = {
 
 
 def deliveries_marked(rows: Iterable[tuple]) -> None:
-    """`rows` of (id, status, send_at, sent_at) that one guarded UPDATE of the send path changed."""
+    """`rows` of (id, status, send_at, sent_at) that one guarded UPDATE of the send path changed. Called after
+    the marks committed: a failure here is logged and never stops the batch."""
+    try:
+        _count(rows)
+    except Exception:
+        logger.exception("Counting %d marked deliveries for /metrics failed", len(rows))
+
+
+def _count(rows) -> None:
     counts: dict[str, int] = {}
     for _id, status, send_at, sent_at in rows:
         if status == Delivery.Status.SENT and sent_at is not None:
@@ -43,7 +54,7 @@ def _aware(value):
 
         value = parse_datetime(value)
     if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.UTC)
+        value = timezone.make_aware(value, UTC)
     return value
 
 
