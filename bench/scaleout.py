@@ -78,6 +78,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--bulk-concurrency", type=int, default=1, help="pool processes of each bulk worker")
     args = parser.parse_args(argv)
     setup_django()
+    load_before = os.getloadavg()[0]
     workspace, label = audience(f"scale{args.recipients}", args.recipients)
     results = []
     for machines in (1, 2):
@@ -101,7 +102,7 @@ def main(argv=None) -> dict:
     ]
     table = print_table(
         f"Scale-out: one {args.recipients:,}-recipient campaign, one machine vs two sharing PostgreSQL and Redis "
-        f"(load average at start {os.getloadavg()[0]:.1f})",
+        f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)",
         ["machines", "bulk processes", "at sink", "seconds", "msg/s", "vs one", "sent", "recipients twice"],
         rows,
     )
