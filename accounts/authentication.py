@@ -4,12 +4,12 @@ from `request.workspace`, set by accounts.api.WorkspaceApiMixin."""
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiKey, Workspace
-from common import errors
-from common.db import atomic_or_busy
+from common.db import is_lock_timeout, sqlite_busy_timeout
 
 LAST_USED_WAIT_MS = 100
 
@@ -70,9 +70,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             try:
                 # A recency mark is not worth a request's wait for SQLite's one writer (docs/decisions/070):
                 # busy, it is skipped and the next request of the minute writes it.
-                with atomic_or_busy(errors.DatabaseBusy, timeout_ms=LAST_USED_WAIT_MS):
+                with sqlite_busy_timeout(LAST_USED_WAIT_MS):
                     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-            except errors.DatabaseBusy:
+            except OperationalError as exc:
+                if not is_lock_timeout(exc):
+                    raise
                 return
             api_key.last_used_at = now
 

@@ -57,13 +57,8 @@ def atomic_or_busy(busy: type[errors.ApplicationError], *, timeout_ms: int) -> I
     (DATABASES OPTIONS transaction_mode), so the busy timeout of this connection is lowered for the
     transaction and a lock error anywhere in it, its BEGIN and its COMMIT included, becomes `busy`
     (docs/decisions/070)."""
-    sqlite_outermost = connection.vendor == "sqlite" and not connection.in_atomic_block
-    if sqlite_outermost:
-        connection.ensure_connection()
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
     try:
-        with transaction.atomic():
+        with sqlite_busy_timeout(timeout_ms), transaction.atomic():
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
                     cursor.execute(f"SET LOCAL lock_timeout = '{int(timeout_ms)}ms'")
@@ -72,8 +67,21 @@ def atomic_or_busy(busy: type[errors.ApplicationError], *, timeout_ms: int) -> I
         if is_lock_timeout(exc):
             raise busy() from None
         raise
+
+
+@contextmanager
+def sqlite_busy_timeout(timeout_ms: int) -> Iterator[None]:
+    """On SQLite, outside a transaction: the block's writes wait at most `timeout_ms` for the file's lock
+    (then "database is locked"). Elsewhere, and inside a transaction that already holds the lock, nothing."""
+    outermost = connection.vendor == "sqlite" and not connection.in_atomic_block
+    if outermost:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    try:
+        yield
     finally:
-        if sqlite_outermost and connection.connection is not None:
+        if outermost and connection.connection is not None:
             with connection.cursor() as cursor:
                 cursor.execute(f"PRAGMA busy_timeout = {_sqlite_default_busy_ms()}")
 

@@ -12,6 +12,13 @@ def test_an_unknown_api_path_is_the_404_envelope_with_debug_on_or_off(client, se
     assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
 
 
+def test_a_write_to_an_unknown_api_path_is_a_404_not_a_csrf_403(client, settings):
+    settings.DEBUG = True
+    response = client.patch("/api/v1/campaigns/%C2%84", data="{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "RESOURCE_NOT_FOUND"
+
+
 def test_swagger_ui_loads_its_assets_from_this_server_not_a_cdn(client):
     page = client.get("/api/v1/docs/").content.decode()
     assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page)
