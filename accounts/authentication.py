@@ -4,10 +4,14 @@ from `request.workspace`, set by accounts.api.WorkspaceApiMixin."""
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiKey, Workspace
+from common.db import is_lock_timeout, sqlite_busy_timeout
+
+LAST_USED_WAIT_MS = 100
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # One write per key per minute at most, not one per request.
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at >= settings.API_KEY_LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            try:
+                # A recency mark is not worth a request's wait for SQLite's one writer (docs/decisions/070):
+                # busy, it is skipped and the next request of the minute writes it.
+                with sqlite_busy_timeout(LAST_USED_WAIT_MS):
+                    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            except OperationalError as exc:
+                if not is_lock_timeout(exc):
+                    raise
+                return
             api_key.last_used_at = now
 

@@ -143,6 +143,22 @@ def _dkim_key_promote(domain: SendingDomain, pending: DkimKey) -> bool:
     )
 
 
+def sending_domain_get_or_create(*, workspace: Workspace, domain: str) -> tuple[SendingDomain, bool]:
+    """The workspace's sending domain of that name, created when missing; True when created. For the
+    operator's command, whose domain may already exist from the API (the README's first step)."""
+    try:
+        name = normalize_domain(domain)
+    except ValueError as exc:
+        raise errors.ValidationError.for_field("domain", str(exc)) from None
+    existing = SendingDomain.objects.filter(workspace=workspace, domain=name).first()
+    if existing is not None:
+        return existing, False
+    try:
+        return sending_domain_create(workspace=workspace, domain=name), True
+    except errors.ValidationError:  # created by a concurrent request in between
+        return SendingDomain.objects.get(workspace=workspace, domain=name), False
+
+
 def sending_domain_delete(*, workspace: Workspace, instance: SendingDomain) -> None:
     deleted, _ = SendingDomain.objects.filter(workspace=workspace, pk=instance.pk).delete()
     if not deleted:

@@ -544,7 +544,7 @@ def start_all(procs: list[Proc]) -> None:
     for proc in procs:
         proc.start()
     for proc in procs:
-        if proc.name != "beat":
+        if not proc.name.endswith("beat"):
             wait_worker_ready(proc)
 
 

@@ -58,9 +58,9 @@ class Campaign(models.Model):
         SCHEDULED = "scheduled"
         RECURRING = "recurring"
 
-    # The statuses in which each action is allowed (DESIGN.md §6, docs/decisions/004). The services check
-    # it under the row lock and answer 409 otherwise; the admin offers a button or an edit only where it
-    # says yes. Action names are the API's and the admin's (`POST campaigns/{id}/cancel-schedule`).
+    # The statuses in which each action is allowed (docs/architecture.md#campaigns, docs/decisions/004). The
+    # services check it under the row lock and answer 409 otherwise; the admin offers a button or an edit only
+    # where it says yes. Action names are the API's and the admin's (`POST campaigns/{id}/cancel-schedule`).
     TRANSITIONS = {
         "edit": (Status.DRAFT, Status.SCHEDULED, Status.FAILED),
         "delete": (Status.DRAFT,),

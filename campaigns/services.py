@@ -6,7 +6,7 @@ from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
@@ -18,7 +18,7 @@ from campaigns.models import AUDIENCE_KEYS, AUDIENCE_MAX_IDS, TRACKING_KEYS, Cam
 from campaigns.planning import local_date_and_wall_time, local_time_launch_at
 from campaigns.selectors import campaign_get, campaign_readiness
 from common import errors, timerules
-from common.db import unique_or_400
+from common.db import atomic_or_busy, is_lock_timeout, unique_or_400
 from common.quiet_hours import QuietHours, parse_quiet_hours
 from common.rendering import validate_template
 from common.validators import SINGLE_LINE_MESSAGE, is_single_line, single_line_problems
@@ -94,14 +94,18 @@ def _template_save(template: Template) -> Template:
 CONTENT_FIELDS = ("subject", "preheader", "from_name", "from_email", "reply_to", "html", "text")
 
 
+def campaign_transition():
+    """The transaction of one state change of a campaign: it waits for another change of the same campaign
+    (or, on SQLite, any write) at most settings.CAMPAIGN_LOCK_TIMEOUT_MS, then is a 409
+    CAMPAIGN_TRANSITION_IN_PROGRESS, never a database error (docs/decisions/070)."""
+    return atomic_or_busy(campaign_errors.CampaignTransitionInProgress, timeout_ms=settings.CAMPAIGN_LOCK_TIMEOUT_MS)
+
+
 def campaign_lock(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
-    """Load a campaign FOR UPDATE inside the caller's transaction. Two transitions of one campaign never
-    interleave; one that cannot get the lock within settings.CAMPAIGN_LOCK_TIMEOUT_MS is a 409."""
+    """Load a campaign FOR UPDATE inside campaign_transition(). Two transitions of one campaign never
+    interleave; one that cannot get the lock in time is a 409."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("campaign_lock must run inside transaction.atomic()")
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{int(settings.CAMPAIGN_LOCK_TIMEOUT_MS)}ms'")
     try:
         campaign = (
             Campaign.objects.select_for_update(of=("self",))
@@ -112,7 +116,7 @@ def campaign_lock(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     except (ValueError, TypeError):
         campaign = None
     except OperationalError as exc:
-        if getattr(getattr(exc, "__cause__", None), "sqlstate", None) == "55P03":  # lock_not_available
+        if is_lock_timeout(exc):
             raise campaign_errors.CampaignTransitionInProgress() from None
         raise
     if campaign is None:
@@ -374,7 +378,7 @@ def campaign_schedule(
     """Schedule, reschedule, or (`immediate`) clear the schedule and return to draft. `sandbox`: scheduled
     with a sandbox key, so its runs hand nothing to the mail server (docs/decisions/061)."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if request.schedule_type == "immediate":
             if not campaign.can_transition("schedule"):
@@ -402,7 +406,7 @@ def campaign_schedule(
 
 def campaign_cancel_schedule(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     """Return a scheduled campaign to draft. Too late once its run has started (409)."""
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if not campaign.can_transition("cancel-schedule"):
             raise campaign_errors.CampaignNotCancellable(status=campaign.status)
@@ -449,7 +453,7 @@ def campaign_send_now(
     """Start sending at once: the campaign is `sending` when this returns and a run is created. `sandbox`:
     sent with a sandbox key, the run hands nothing to the mail server (docs/decisions/061)."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if campaign.status not in Campaign.STARTABLE:
             raise campaign_errors.CampaignNotSendable(status=campaign.status)
@@ -655,7 +659,7 @@ def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: di
     _check_template_fields(fields)
     fields = _clean_fields(fields)
     _check_references(workspace=workspace, fields=fields)
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if not campaign.can_transition("edit"):
             raise campaign_errors.CampaignNotEditable(status=campaign.status)
@@ -669,7 +673,7 @@ def campaign_update(*, workspace: Workspace, campaign_id: UUID | str, fields: di
 
 
 def campaign_delete(*, workspace: Workspace, campaign_id: UUID | str) -> None:
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if not campaign.can_transition("delete"):
             raise campaign_errors.CampaignNotEditable(
@@ -699,7 +703,7 @@ def campaign_duplicate(*, workspace: Workspace, campaign_id: UUID | str) -> Camp
 
 def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
     """Hold a sending campaign: its queued deliveries stay queued until resume."""
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if not campaign.can_transition("pause"):
             raise campaign_errors.CampaignNotSending(status=campaign.status, action="paused")
@@ -717,7 +721,7 @@ def campaign_pause(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign
 
 
 def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaign:
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if not campaign.can_transition("resume"):
             raise campaign_errors.CampaignNotPaused(status=campaign.status)
@@ -742,7 +746,7 @@ def campaign_resume(*, workspace: Workspace, campaign_id: UUID | str) -> Campaig
 def campaign_stop(*, workspace: Workspace, campaign_id: UUID | str, now: datetime | None = None) -> Campaign:
     """Cancel the remaining recipients of a sending or paused campaign; what was sent stays sent."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with campaign_transition():
         campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
         if campaign.status not in (Campaign.Status.SENDING, Campaign.Status.PAUSED):
             raise campaign_errors.CampaignNotSending(status=campaign.status, action="stopped")

@@ -1,7 +1,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from common import errors
 
@@ -36,3 +36,55 @@ def try_advisory_xact_lock(key: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [key])
         return bool(cursor.fetchone()[0])
+
+
+def is_lock_timeout(exc: OperationalError) -> bool:
+    """The database gave up waiting for a lock another transaction holds: PostgreSQL's lock_timeout
+    (lock_not_available) or SQLite's busy timeout ("database is locked"). Retrying later may succeed."""
+    if getattr(getattr(exc, "__cause__", None), "sqlstate", None) == "55P03":
+        return True
+    message = str(exc)
+    return "database is locked" in message or "database table is locked" in message
+
+
+@contextmanager
+def atomic_or_busy(busy: type[errors.ApplicationError], *, timeout_ms: int) -> Iterator[None]:
+    """transaction.atomic() for a state change that waits at most `timeout_ms` for the lock it needs, then
+    raises `busy` (a 409) instead of a database error.
+
+    On PostgreSQL the row lock is taken inside (the caller's SELECT ... FOR UPDATE under lock_timeout). On
+    SQLite, whose writers take one lock on the whole file, the wait happens at BEGIN IMMEDIATE
+    (DATABASES OPTIONS transaction_mode), so the busy timeout of this connection is lowered for the
+    transaction and a lock error anywhere in it, its BEGIN and its COMMIT included, becomes `busy`
+    (docs/decisions/070)."""
+    try:
+        with sqlite_busy_timeout(timeout_ms), transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL lock_timeout = '{int(timeout_ms)}ms'")
+            yield
+    except OperationalError as exc:
+        if is_lock_timeout(exc):
+            raise busy() from None
+        raise
+
+
+@contextmanager
+def sqlite_busy_timeout(timeout_ms: int) -> Iterator[None]:
+    """On SQLite, outside a transaction: the block's writes wait at most `timeout_ms` for the file's lock
+    (then "database is locked"). Elsewhere, and inside a transaction that already holds the lock, nothing."""
+    outermost = connection.vendor == "sqlite" and not connection.in_atomic_block
+    if outermost:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    try:
+        yield
+    finally:
+        if outermost and connection.connection is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA busy_timeout = {_sqlite_default_busy_ms()}")
+
+
+def _sqlite_default_busy_ms() -> int:
+    return int(float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5)) * 1000)

@@ -70,6 +70,14 @@ class Conflict(ApplicationError):
     default_message = "The request conflicts with the current state of the resource."
 
 
+class DatabaseBusy(Conflict):
+    """A write that waited its whole timeout for another one (SQLite's single writer, a PostgreSQL row lock)
+    outside the state changes that have their own code (docs/decisions/070)."""
+
+    default_message = "Another change holds the lock this request needs; retry in a moment."
+    transient = True
+
+
 class IdempotencyKeyInUse(ApplicationError):
     status = 409
     code = "IDEMPOTENCY_KEY_IN_USE"

@@ -8,11 +8,13 @@ import math
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from common import errors
+from common.db import is_lock_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def to_application_error(exc: Exception) -> errors.ApplicationError | None:
         return errors.RateLimited(str(exc.detail), retry_after=wait)
     if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent)):
         return errors.PayloadTooLarge()
+    if isinstance(exc, OperationalError) and is_lock_timeout(exc):
+        return errors.DatabaseBusy()
     if isinstance(exc, drf.APIException):
         err = errors.ApplicationError(str(exc.detail))
         err.status = exc.status_code

@@ -3,8 +3,10 @@ smtp_sink`) and the sink the end-to-end tests read. Built on aiosmtpd, so it spe
 
 import email
 import email.policy
+import secrets
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -44,15 +46,27 @@ class SinkHandler:
         received = ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or b"")
         with self._lock:
             self.messages.append(received)
-            count = len(self.messages)
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / f"{count:08d}.eml").write_bytes(received.data)
+            save_message(self.folder, received.data)
         return "250 Message accepted for delivery"
 
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
+
+
+def save_message(folder: Path, data: bytes) -> Path:
+    """Write one message as a new file of `folder`, never over an existing one: names sort by arrival
+    (UTC time first) and carry a random part, so a restarted sink, or two on one folder, keep every mail."""
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(4)}.eml"
+        try:
+            with open(path, "xb") as file:
+                file.write(data)
+            return path
+        except FileExistsError:
+            continue
 
 
 class SmtpSink:

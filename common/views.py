@@ -1,9 +1,10 @@
-"""Ops endpoints: /healthz says the process is up, /readyz checks database and Redis."""
+"""Ops endpoints: /healthz says the process is up, /readyz checks database and Redis, /metrics for Prometheus."""
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 
 from common.tasks import heartbeat_age_seconds
@@ -42,3 +43,18 @@ def api_not_found(request, exception=None):
     from common.exceptions import json_error
 
     return json_error(errors.NotFound("No such API endpoint."))
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text format, summed over every process of this machine (common.metrics). With
+    METRICS_TOKEN set, the scraper must send `Authorization: Bearer <token>`."""
+    from django.http import HttpResponse
+
+    from common.metrics import render
+
+    token = settings.METRICS_TOKEN
+    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return HttpResponse("A metrics token is required.\n", status=401, content_type="text/plain")
+    body, content_type = render()
+    return HttpResponse(body, content_type=content_type)

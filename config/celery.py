@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
@@ -21,3 +22,24 @@ app.conf.task_default_queue = "default"
 app.conf.task_default_exchange = "default"
 app.conf.task_default_routing_key = "default"
 app.autodiscover_tasks()
+
+
+@worker_process_shutdown.connect
+def _prefork_child_exited(pid=None, **kwargs) -> None:
+    from common.metrics import process_exited
+
+    process_exited(pid or os.getpid())
+
+
+@task_prerun.connect
+def _bind_log_ids(task=None, args=None, kwargs=None, **extra) -> None:
+    from common.logcontext import bind_task
+
+    bind_task(task, args, kwargs)
+
+
+@task_postrun.connect
+def _unbind_log_ids(**extra) -> None:
+    from common.logcontext import unbind_task
+
+    unbind_task()

@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import views as common_views
@@ -18,10 +19,15 @@ api_v1 = [
 urlpatterns = [
     path("healthz", common_views.healthz, name="healthz"),
     path("readyz", common_views.readyz, name="readyz"),
+    path("metrics", common_views.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("t/", include("delivery.urls")),
     path("anymail/", include("anymail.urls")),
+    # Last: an unknown path under /api/ is the envelope's 404 with DEBUG on too, where Django would answer
+    # its HTML debug page instead of calling handler404.
+    # csrf_exempt: a PATCH to an unknown API path is a 404 too, not CSRF's 403 (the API authenticates by key).
+    re_path(r"^api/", csrf_exempt(common_views.api_not_found)),
 ]
 
 

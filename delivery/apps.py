@@ -10,3 +10,7 @@ class DeliveryConfig(AppConfig):
         from delivery import receivers
 
         tracking.connect(receivers.on_anymail_tracking, dispatch_uid="delivery.anymail_tracking")
+        from common.metrics import register_scrape_collector
+        from delivery.metrics import due_unclaimed
+
+        register_scrape_collector(due_unclaimed)

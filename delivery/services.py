@@ -53,6 +53,7 @@ from common.db import unique_or_400
 from common.quiet_hours import quiet_hours_release
 from common.rendering import TemplateBudgetExceeded, TemplateRenderError
 from common.timezones import is_valid_timezone
+from delivery import metrics as delivery_metrics
 from delivery import selectors, sending, signals, tracking
 from delivery.esp_events import EspEvent as InboundEspEvent
 from delivery.mime import HeaderInjection
@@ -207,20 +208,24 @@ def update_with_events(
             select, select_params = _event_select(source="changed", occurred_at=now, flags=flags)
             cursor.execute(
                 f"WITH changed AS ({update}), ev AS (INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select}) "
-                "SELECT id, status FROM changed",
+                "SELECT id, status, send_at, sent_at FROM changed",
                 [*set_params, *where_params, *select_params],
             )
-            return cursor.fetchall()
-        cursor.execute(update, [*set_params, *where_params])
-        rows = cursor.fetchall()
-        if rows:
-            ids = [row[0] for row in rows]
-            select, select_params = _event_select(source=_TABLE, occurred_at=now, flags=flags)
-            cursor.execute(
-                f"INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select} AND id IN ({_placeholders(len(ids))})",
-                [*select_params, *ids],
-            )
-        return [(row[0], row[1]) for row in rows]
+            rows = cursor.fetchall()
+        else:
+            cursor.execute(update, [*set_params, *where_params])
+            rows = [(row[0], row[1], row[8], row[9]) for row in cursor.fetchall()]
+            if rows:
+                ids = [row[0] for row in rows]
+                select, select_params = _event_select(source=_TABLE, occurred_at=now, flags=flags)
+                cursor.execute(
+                    f"INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select} AND id IN ({_placeholders(len(ids))})",
+                    [*select_params, *ids],
+                )
+    # Counted once the statement ran; a rollback of an outer transaction can still undo it (rare: the send
+    # path commits each mark on its own), which overcounts a metric and changes nothing stored.
+    delivery_metrics.deliveries_marked(rows)
+    return [(row[0], row[1]) for row in rows]
 
 
 def delivery_send_batch(*, delivery_ids: list[int], throttle: SendThrottle | None = None) -> BatchResult:

@@ -45,11 +45,21 @@ MSG
         exit 1
     fi
     log "Starting a local Redis on 127.0.0.1:$port"
+    STARTED_REDIS_PIDFILE="/tmp/mailsched-redis-$port.pid"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-        --dir /tmp --logfile "/tmp/mailsched-redis-$port.log"
+        --dir /tmp --logfile "/tmp/mailsched-redis-$port.log" --pidfile "$STARTED_REDIS_PIDFILE"
     for _ in $(seq 1 50); do redis_answers "$url" && return 0; sleep 0.1; done
     echo "Redis did not come up on port $port; see /tmp/mailsched-redis-$port.log" >&2
     exit 1
+}
+
+stop_started_redis() {
+    # Only a Redis that ensure_redis started in this shell, by the pid it wrote.
+    if [ -n "${STARTED_REDIS_PIDFILE:-}" ] && [ -s "$STARTED_REDIS_PIDFILE" ]; then
+        log "Stopping the local Redis this command started"
+        kill "$(cat "$STARTED_REDIS_PIDFILE")" 2>/dev/null || true
+        rm -f "$STARTED_REDIS_PIDFILE"
+    fi
 }
 
 ensure_postgres() {

@@ -13,3 +13,7 @@ class TransactionalConfig(AppConfig):
 
         register_message_source(TransactionalMessageSource())
         signals.esp_event_recorded.connect(receivers.on_esp_event_recorded, dispatch_uid="transactional.esp")
+        from common.metrics import register_scrape_collector
+        from transactional.metrics import due_unclaimed
+
+        register_scrape_collector(due_unclaimed)

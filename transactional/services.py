@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Workspace
 from accounts.selectors import sending_domain_is_verified
-from common import errors
+from common import errors, metrics
 from common.addresses import domain_of
 from common.timerules import parse_instant, to_utc_iso
 from delivery.content import add_tracking
@@ -366,6 +366,12 @@ def _finish(message: TransactionalMessage, status: str, kind: str, detail: str, 
             updated_at=now,
         )
         if moved:
+            if status == S.SENT and message.sandbox:
+                pass  # accepted and logged, never handed to a mail server: not a sent message
+            elif status == S.SENT:
+                metrics.message_handed_off(queue=message.queue, due_at=message.send_at, sent_at=now)
+            else:
+                metrics.message_outcome(queue=message.queue, outcome=status)
             extra = {"reason": error} if error else {}
             if status == S.SENT:
                 extra["smtp_message_id"] = message.smtp_message_id
@@ -396,6 +402,7 @@ def _after_refusal(message: TransactionalMessage, refused: SendError) -> str:
             updated_at=now,
         )
         if moved:
+            metrics.message_outcome(queue=message.queue, outcome="deferred")
             _record(
                 message,
                 K.DEFERRED,

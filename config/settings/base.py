@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "common",
     "accounts",
@@ -91,10 +92,18 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL and a busy timeout let web, worker and beat share the embedded SQLite file.
+    # The embedded default shared by web, workers and beat (docs/decisions/070). WAL: readers never wait for
+    # the writer. IMMEDIATE: a transaction takes the write lock at BEGIN, so two that read and then write
+    # queue behind each other under the busy timeout instead of one failing at once with "database is
+    # locked" (SQLite cannot upgrade a read lock while another writer waits). The timeout is how long a
+    # writer waits; state changes of a campaign wait less (CAMPAIGN_LOCK_TIMEOUT_MS) and then answer 409.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": float(os.environ.get("SQLITE_BUSY_TIMEOUT_SECONDS", "20")),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -159,6 +168,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES_NAMES = ("tx_high", "tx_low", "bulk", "default", "imports")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task events, so Flower or `celery events` can show what each worker runs (docs/operations.md); off with
+# CELERY_EVENTS=0 if the broker traffic matters more.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_EVENTS", True)
+CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_EVENTS", True)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # The system's periodic tasks; common.apps registers them in django-celery-beat after migrate.
@@ -385,6 +398,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's JavaScript and CSS from the installed package, not a CDN: /api/v1/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
@@ -437,11 +454,24 @@ COMPLAINT_RATE_WARN = float(os.environ.get("COMPLAINT_RATE_WARN", "0.001"))
 COMPLAINT_RATE_HOLD = float(os.environ.get("COMPLAINT_RATE_HOLD", "0.003"))
 COMPLAINT_RATE_MIN_SENT = int(os.environ.get("COMPLAINT_RATE_MIN_SENT", "100"))
 
+# LOG_FORMAT=json (the production default) writes one JSON object a line, with the campaign, run, delivery or
+# message ids the line concerns (common.logcontext); plain is for a terminal.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ids": {"()": "common.logcontext.LogIdsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["ids"]},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -461,3 +491,5 @@ STO_PRIOR_STRENGTH = float(os.environ.get("STO_PRIOR_STRENGTH", "2"))
 # Share of each hour's evidence spread over the same hour of the other days (0 = days apart, 1 = hour of day).
 STO_DAY_POOLING = float(os.environ.get("STO_DAY_POOLING", "0.5"))
 STO_PRIOR_SAMPLE = int(os.environ.get("STO_PRIOR_SAMPLE", "50000"))
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set (docs/operations.md#metrics).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")

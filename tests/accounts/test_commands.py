@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, SendingDomain, Workspace
-from tests.factories import WorkspaceFactory
+from tests.factories import SendingDomainFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,16 @@ def test_add_sending_domain_verified_is_the_admin_override():
     assert domain.verified is True
     assert domain.verified_by == "admin"
     assert domain.verified_at is not None
+
+
+def test_add_sending_domain_verified_verifies_a_domain_created_through_the_api():
+    workspace = WorkspaceFactory(name="Acme")
+    existing = SendingDomainFactory(workspace=workspace, domain="mail.example.com", verified=False)
+    lines = _run("add_sending_domain", "--workspace", "Acme", "Mail.Example.com", "--verified")
+    assert lines[-1] == str(existing.id)
+    existing.refresh_from_db()
+    assert existing.verified is True and existing.verified_by == "admin"
+    assert SendingDomain.objects.filter(workspace=workspace).count() == 1
 
 
 def test_add_sending_domain_rejects_an_invalid_domain():

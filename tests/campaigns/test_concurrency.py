@@ -1,11 +1,13 @@
-"""Concurrent state changes of one campaign on real PostgreSQL: each transition has one winner and the
-campaign ends in one consistent state."""
+"""Concurrent state changes of one campaign: each transition has one winner and the campaign ends in one
+consistent state. On real PostgreSQL here, and on SQLite, the run command's embedded default, through
+tests/test_on_sqlite.py."""
 
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
+from rest_framework.test import APIClient
 
 from campaigns import services
 from campaigns.errors import CampaignTransitionInProgress
@@ -131,3 +133,40 @@ def test_transition_in_progress_is_a_409_envelope_over_the_api(api, ready_campai
         response = api.post(f"/api/v1/campaigns/{ready_campaign.id}/cancel-schedule")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "CAMPAIGN_TRANSITION_IN_PROGRESS"
+
+
+def _clients(api, count: int) -> list[APIClient]:
+    """One client per thread, each with the key of `api` (a test client is not meant to be shared)."""
+    clients = []
+    for _ in range(count):
+        client = APIClient()
+        client._credentials = dict(api._credentials)
+        clients.append(client)
+    return clients
+
+
+def test_parallel_schedules_over_the_api_answer_only_200_or_409(api, ready_campaign):
+    url = f"/api/v1/campaigns/{ready_campaign.id}/schedule"
+    calls = [
+        (lambda c=client, i=i: c.post(url, {"scheduled_at": future(30 + i)}, format="json").status_code)
+        for i, client in enumerate(_clients(api, 12))
+    ]
+    statuses = run_threads(*calls)
+    assert set(statuses) <= {200, 409}
+    assert 200 in statuses
+    assert_consistent(ready_campaign)
+
+
+def test_parallel_pause_resume_and_stop_of_a_sending_campaign_answer_only_200_or_409(api, ready_campaign):
+    services.campaign_send_now(workspace=ready_campaign.workspace, campaign_id=ready_campaign.id)
+    base = f"/api/v1/campaigns/{ready_campaign.id}"
+    actions = ["pause", "resume", "stop"] * 4
+    calls = [
+        (lambda c=client, a=action: c.post(f"{base}/{a}", {}, format="json").status_code)
+        for client, action in zip(_clients(api, len(actions)), actions, strict=True)
+    ]
+    statuses = run_threads(*calls)
+    assert set(statuses) <= {200, 409}
+    assert 200 in statuses
+    ready_campaign.refresh_from_db()
+    assert CampaignRun.objects.filter(campaign=ready_campaign).count() == 1
