@@ -183,7 +183,7 @@ def _campaigns(seed: DemoSeed, labels: dict[str, Label], *, now: datetime) -> No
             },
             lambda: schedule_parse(
                 scheduled_at=(now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0).isoformat(),
-                send_time_optimization={"window_hours": 24},
+                send_time_optimization={"window_hours": 24, "holdout_percent": 10},
                 now=now,
             ),
         ),

@@ -42,7 +42,7 @@ def test_seed_demo_schedules_a_campaign_a_minute_ahead_one_optimised_and_one_wee
     assert first.name.startswith("Welcome")
     assert first.send_time_optimization is None
     assert [c.send_time_optimization for c in campaigns.values() if c.send_time_optimization] == [
-        {"window_hours": 24}
+        {"window_hours": 24, "holdout_percent": 10}
     ]
     assert [c.recurring_config["frequency"] for c in campaigns.values() if c.schedule_type == "recurring"] == [
         "weekly"
