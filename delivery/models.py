@@ -117,6 +117,8 @@ class Event(models.Model):
         CAMPAIGN_PAUSED = "campaign.paused"
         CAMPAIGN_FINISHED = "campaign.finished"
         CAMPAIGN_MISSED = "campaign.missed"
+        # Its first report figures exist (reports.aggregation); they keep updating after this.
+        CAMPAIGN_REPORTED = "campaign.reported"
 
     id = models.BigAutoField(primary_key=True)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_constraint=False)

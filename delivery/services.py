@@ -708,7 +708,7 @@ def delivery_record_open(*, delivery_id: int, user_agent: str) -> bool:
     if row is None:
         return False
     Delivery.objects.filter(pk=delivery_id, opened_at__isnull=True).update(opened_at=timezone.now())
-    _tracked(row, E.OPENED, user_agent=user_agent)
+    _tracked(row, E.OPENED, user_agent=user_agent, machine=tracking.is_machine_open(user_agent))
     return True
 
 
@@ -759,7 +759,7 @@ def _message_event(ref: tracking.MessageRef, type: str, *, user_agent: str, **da
 
 def tracking_record_open(*, target: tracking.Target, user_agent: str) -> bool:
     if isinstance(target, tracking.MessageRef):
-        _message_event(target, E.OPENED, user_agent=user_agent)
+        _message_event(target, E.OPENED, user_agent=user_agent, machine=tracking.is_machine_open(user_agent))
         return True
     return delivery_record_open(delivery_id=target, user_agent=user_agent)
 

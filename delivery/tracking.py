@@ -37,6 +37,21 @@ _SIGNERS = {
 _CLICK_SIGNER = signing.TimestampSigner(salt="mailsched.delivery.click.timestamped", sep=".")
 
 
+# Opens that no person made: Apple Mail Privacy Protection fetches every image of every message through its
+# proxy as soon as it arrives, with the bare user agent "Mozilla/5.0"; link scanners of mail gateways fetch
+# them too. Such opens are recorded (`data.machine`) but counted apart in reports, never in the open rate.
+# Gmail's and Yahoo's image proxies fetch only when the message is displayed, so those opens are a person's.
+_MACHINE_AGENTS = re.compile(
+    r"^mozilla/5\.0$|^$|barracuda|mimecast|proofpoint|python-requests|curl/|wget/|headless|bot\b|spider|crawler",
+    re.IGNORECASE,
+)
+
+
+def is_machine_open(user_agent: str) -> bool:
+    """Whether an open pixel fetch with this User-Agent was made by software, not by a person reading."""
+    return bool(_MACHINE_AGENTS.search((user_agent or "").strip()))
+
+
 class BadToken(Exception):
     pass
 
