@@ -157,9 +157,13 @@ def _hold_back_gaps(*, rows: list, after: int, noticed_at: datetime) -> None:
         return
     seen = {row[0] for row in rows}
     missing = [event_id for event_id in range(after + 1, rows[-1][0]) if event_id not in seen]
-    PendingEvent.objects.bulk_create(
-        [PendingEvent(event_id=event_id, noticed_at=noticed_at) for event_id in missing], ignore_conflicts=True
-    )
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {PendingEvent._meta.db_table} (event_id, noticed_at) "
+                "SELECT unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING",
+                [missing, noticed_at],
+            )
 
 
 def _settle_pending(*, pending: dict, late: list, oldest_running, now: datetime) -> None:
@@ -197,7 +201,7 @@ class _Batch:
         for row in tracked:
             by_run.setdefault(row[6], set()).add(row[3])
         for run_id, emails in by_run.items():
-            for act in RecipientActivity.objects.filter(run_id=run_id, email__in=emails):
+            for act in _with_emails(RecipientActivity, run_id=run_id, emails=emails):
                 self.activity[(run_id, act.email)] = act
         clicks = [row for row in tracked if row[1] == E.CLICKED]
         hashes_by_run: dict[UUID, set[str]] = {}
@@ -206,11 +210,10 @@ class _Batch:
         for run_id, hashes in hashes_by_run.items():
             for link in LinkReport.objects.filter(run_id=run_id, url_hash__in=hashes):
                 self.links[(run_id, link.url_hash)] = link
-            emails = by_run[run_id]
             self.clickers.update(
-                LinkClicker.objects.filter(run_id=run_id, url_hash__in=hashes, email__in=emails).values_list(
-                    "run_id", "url_hash", "email"
-                )
+                (c.run_id, c.url_hash, c.email)
+                for c in _with_emails(LinkClicker, run_id=run_id, emails=by_run[run_id])
+                if c.url_hash in hashes
             )
         slot_keys = {(row[6], slot_of(row[2])) for row in tracked if row[1] == E.OPENED}
         for run_id in {key[0] for key in slot_keys}:
@@ -291,13 +294,7 @@ class _Batch:
             unique_fields=["run_id"],
             update_fields=[*RUN_FIELDS, "updated_at"],
         )
-        RecipientActivity.objects.bulk_create(
-            list(self.activity.values()),
-            update_conflicts=True,
-            unique_fields=["run_id", "email"],
-            update_fields=["opens", "machine_opens", "clicks", "first_open_at", "first_click_at"],
-            batch_size=2000,
-        )
+        _upsert_activity(list(self.activity.values()))
         LinkReport.objects.bulk_create(
             list(self.links.values()),
             update_conflicts=True,
@@ -307,6 +304,40 @@ class _Batch:
         LinkClicker.objects.bulk_create(self.new_clickers, batch_size=2000)
         OpenSlot.objects.bulk_create(
             list(self.slots.values()), update_conflicts=True, unique_fields=["run_id", "slot"], update_fields=["opens"]
+        )
+
+
+def _with_emails(model, *, run_id: UUID, emails: set[str]):
+    """Rows of a run for these recipients. On PostgreSQL one array parameter (`= ANY`): an IN list of
+    20,000 placeholders cost more to build and parse than the query took to run."""
+    if connection.vendor != "postgresql":
+        return model.objects.filter(run_id=run_id, email__in=emails)
+    table = model._meta.db_table
+    return model.objects.raw(f"SELECT * FROM {table} WHERE run_id = %s AND email = ANY(%s)", [run_id, list(emails)])
+
+
+_ACTIVITY_COLUMNS = ("run_id", "email", "opens", "machine_opens", "clicks", "first_open_at", "first_click_at")
+
+
+def _upsert_activity(rows: list[RecipientActivity]) -> None:
+    """Write the recipients' absolute counts. On PostgreSQL one statement over arrays: a batch touches up to
+    REPORTS_AGGREGATE_BATCH_SIZE rows, and Django's per-object preparation was most of the batch's time
+    (profiled: 3.5 of 8.9 s for 20,000 events)."""
+    if connection.vendor != "postgresql":
+        RecipientActivity.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["run_id", "email"], update_fields=_ACTIVITY_COLUMNS[2:],
+            batch_size=2000,
+        )  # fmt: skip
+        return
+    types = ("uuid", "text", "int", "int", "int", "timestamptz", "timestamptz")
+    columns = [[getattr(row, name) for row in rows] for name in _ACTIVITY_COLUMNS]
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _ACTIVITY_COLUMNS[2:])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {RecipientActivity._meta.db_table} ({', '.join(_ACTIVITY_COLUMNS)}) "
+            f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)}) "
+            f"ON CONFLICT (run_id, email) DO UPDATE SET {updates}",
+            columns,
         )
 
 
