@@ -11,23 +11,25 @@ from rest_framework.views import APIView
 
 from accounts.api import WorkspaceApiMixin
 from common import errors
+from common.schema import error_response
 from reports import selectors, services
 from reports.models import ReportExport
 from reports.serializers import (
-    BasicOutput,
-    CategoryOutput,
     CategoryQuery,
-    ExportInput,
-    ExportOutput,
-    LabelOutput,
     LabelQuery,
-    LinkOutput,
-    OpenTimeOutput,
     OpenTimeQuery,
+    ReportBasicOutput,
+    ReportCategoryOutput,
+    ReportExportInput,
+    ReportExportOutput,
+    ReportLabelOutput,
+    ReportLinkOutput,
+    ReportOpenTimeOutput,
     ReportQuery,
 )
 
 TAGS = ["Reports"]
+NO_CAMPAIGN = error_response("RESOURCE_NOT_FOUND: no such campaign in this workspace, or no such run of it.")
 CURRENT = " Figures are counted from the event stream every few seconds and keep changing as events arrive."
 
 
@@ -43,11 +45,11 @@ class ReportBasicApi(WorkspaceApiMixin, APIView):
         description="Over all runs, or one with run_id." + CURRENT,
         tags=TAGS,
         parameters=[ReportQuery],
-        responses=BasicOutput,
+        responses={200: ReportBasicOutput, 404: NO_CAMPAIGN},
     )
     def get(self, request):
         q = _query(ReportQuery, request)
-        return Response(BasicOutput(selectors.report_basic(workspace=self.workspace, **q)).data)
+        return Response(ReportBasicOutput(selectors.report_basic(workspace=self.workspace, **q)).data)
 
 
 class ReportLinkApi(WorkspaceApiMixin, APIView):
@@ -56,11 +58,11 @@ class ReportLinkApi(WorkspaceApiMixin, APIView):
         description=CURRENT.strip(),
         tags=TAGS,
         parameters=[ReportQuery],
-        responses=LinkOutput,
+        responses={200: ReportLinkOutput, 404: NO_CAMPAIGN},
     )
     def get(self, request):
         q = _query(ReportQuery, request)
-        return Response(LinkOutput(selectors.report_links(workspace=self.workspace, **q)).data)
+        return Response(ReportLinkOutput(selectors.report_links(workspace=self.workspace, **q)).data)
 
 
 class ReportOpenTimeApi(WorkspaceApiMixin, APIView):
@@ -69,12 +71,12 @@ class ReportOpenTimeApi(WorkspaceApiMixin, APIView):
         description=CURRENT.strip(),
         tags=TAGS,
         parameters=[OpenTimeQuery],
-        responses=OpenTimeOutput,
+        responses={200: ReportOpenTimeOutput, 404: NO_CAMPAIGN},
     )
     def get(self, request):
         q = _query(OpenTimeQuery, request)
         zone = q.pop("timezone")
-        return Response(OpenTimeOutput(selectors.report_open_time(workspace=self.workspace, zone=zone, **q)).data)
+        return Response(ReportOpenTimeOutput(selectors.report_open_time(workspace=self.workspace, zone=zone, **q)).data)
 
 
 class ReportLabelApi(WorkspaceApiMixin, APIView):
@@ -82,11 +84,11 @@ class ReportLabelApi(WorkspaceApiMixin, APIView):
         summary="Figures summed over the campaigns with a label",
         tags=TAGS,
         parameters=[LabelQuery],
-        responses=LabelOutput,
+        responses={200: ReportLabelOutput, 404: error_response("RESOURCE_NOT_FOUND: no such label.")},
     )
     def get(self, request):
         q = _query(LabelQuery, request)
-        return Response(LabelOutput(selectors.report_label(workspace=self.workspace, label_id=q["label"])).data)
+        return Response(ReportLabelOutput(selectors.report_label(workspace=self.workspace, label_id=q["label"])).data)
 
 
 class ReportCategoryApi(WorkspaceApiMixin, APIView):
@@ -94,11 +96,11 @@ class ReportCategoryApi(WorkspaceApiMixin, APIView):
         summary="Figures summed over the campaigns of a category",
         tags=TAGS,
         parameters=[CategoryQuery],
-        responses=CategoryOutput,
+        responses=ReportCategoryOutput,
     )
     def get(self, request):
         q = _query(CategoryQuery, request)
-        return Response(CategoryOutput(selectors.report_category(workspace=self.workspace, **q)).data)
+        return Response(ReportCategoryOutput(selectors.report_category(workspace=self.workspace, **q)).data)
 
 
 class ReportExportApi(WorkspaceApiMixin, APIView):
@@ -107,21 +109,23 @@ class ReportExportApi(WorkspaceApiMixin, APIView):
         description="One row per recipient (per run): status, sent time, first open, first click, opens, clicks, "
         "bounce reason. Built asynchronously; poll GET export/{id} for its download_url.",
         tags=TAGS,
-        request=ExportInput,
-        responses={202: ExportOutput},
+        request=ReportExportInput,
+        responses={202: ReportExportOutput, 404: NO_CAMPAIGN},
     )
     def post(self, request):
-        body = ExportInput(data=request.data)
+        body = ReportExportInput(data=request.data)
         body.is_valid(raise_exception=True)
         export = services.report_export_start(workspace=self.workspace, **body.validated_data)
-        return Response(ExportOutput(export, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+        return Response(ReportExportOutput(export, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ReportExportDetailApi(WorkspaceApiMixin, APIView):
-    @extend_schema(summary="An export's status and, when done, its download_url", tags=TAGS, responses=ExportOutput)
+    @extend_schema(
+        summary="An export's status and, when done, its download_url", tags=TAGS, responses=ReportExportOutput
+    )
     def get(self, request, export_id):
         export = selectors.report_export_get(workspace=self.workspace, export_id=export_id)
-        return Response(ExportOutput(export, context={"request": request}).data)
+        return Response(ReportExportOutput(export, context={"request": request}).data)
 
 
 class ReportExportDownloadApi(WorkspaceApiMixin, APIView):

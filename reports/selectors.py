@@ -136,9 +136,13 @@ def _group(*, workspace: Workspace, campaigns: QuerySet[Campaign]) -> dict:
     return {"campaigns": len(ids), **figures}
 
 
-def report_label(*, workspace: Workspace, label_id) -> dict:
-    """The figures summed over every campaign of the workspace with this label."""
-    label = Label.objects.filter(workspace=workspace, pk=_uuid(label_id, "label")).first()
+def report_label(*, workspace: Workspace, label_id: str) -> dict:
+    """The figures summed over every campaign of the workspace with this label (its id or its name)."""
+    try:
+        by = {"pk": UUID(str(label_id))}
+    except ValueError:
+        by = {"name": label_id}
+    label = Label.objects.filter(workspace=workspace, **by).first()
     if label is None:
         raise errors.NotFound("No such label in this workspace.")
     campaigns = Campaign.objects.filter(workspace=workspace, labels=label)

@@ -24,14 +24,14 @@ class OpenTimeQuery(ReportQuery):
 
 
 class LabelQuery(StrictInputSerializer):
-    label = serializers.UUIDField(help_text="A label id of this workspace.")
+    label = serializers.CharField(max_length=100, validators=[reject_nul], help_text="A label's id or name.")
 
 
 class CategoryQuery(StrictInputSerializer):
     category = serializers.CharField(max_length=100, validators=[reject_nul])
 
 
-class ExportInput(ReportQuery):
+class ReportExportInput(ReportQuery):
     """The body of POST reports/export: the same two fields as a report's query."""
 
 
@@ -54,7 +54,7 @@ class _Figures(serializers.Serializer):
     unsubscribe_rate = serializers.FloatField(help_text="unsubscribes / sent, 0 to 1.")
 
 
-class BasicOutput(_Figures):
+class ReportBasicOutput(_Figures):
     campaign_id = serializers.UUIDField()
     run_id = serializers.UUIDField(allow_null=True)
 
@@ -65,12 +65,12 @@ class _Link(serializers.Serializer):
     unique_clicks = serializers.IntegerField()
 
 
-class LinkOutput(serializers.Serializer):
+class ReportLinkOutput(serializers.Serializer):
     campaign_id = serializers.UUIDField()
     links = _Link(many=True)
 
 
-class OpenTimeOutput(serializers.Serializer):
+class ReportOpenTimeOutput(serializers.Serializer):
     campaign_id = serializers.UUIDField()
     timezone = serializers.CharField()
     by_hour = serializers.ListField(child=serializers.IntegerField(), help_text="24 counts, local hour 0-23.")
@@ -80,17 +80,17 @@ class OpenTimeOutput(serializers.Serializer):
     )
 
 
-class LabelOutput(_Figures):
-    label = serializers.UUIDField()
+class ReportLabelOutput(_Figures):
+    label = serializers.UUIDField(help_text="The label's id.")
     campaigns = serializers.IntegerField()
 
 
-class CategoryOutput(_Figures):
+class ReportCategoryOutput(_Figures):
     category = serializers.CharField()
     campaigns = serializers.IntegerField()
 
 
-class ExportOutput(serializers.ModelSerializer):
+class ReportExportOutput(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
 
     class Meta:

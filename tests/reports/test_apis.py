@@ -84,6 +84,12 @@ def test_label_sums_its_campaigns(api, workspace, known):
     assert (response.status_code, response.json()["campaigns"], response.json()["sent"]) == (200, 1, 5)
 
 
+def test_label_may_be_named(api, workspace, known):
+    known.campaign.labels.add(LabelFactory(workspace=workspace, name="customers"))
+    response = api.get("/api/v1/reports/label", {"label": "customers"})
+    assert (response.status_code, response.json()["campaigns"]) == (200, 1)
+
+
 def test_another_workspaces_label_is_a_404(other_api, workspace, known):
     label = LabelFactory(workspace=workspace)
     assert other_api.get("/api/v1/reports/label", {"label": str(label.pk)}).status_code == 404
