@@ -969,6 +969,20 @@ def campaign_run_fold_exposure(*, run_id: UUID | str, now: datetime | None = Non
         return deliveries_fold_exposure(run_id=run_id)
 
 
+def campaign_mark_reported(*, workspace: Workspace, campaign_id: UUID | str) -> bool:
+    """A sent campaign's first report figures exist: it is `reported` (and its figures keep updating).
+    Under the campaign lock like every transition; any other status is left alone, so a second call, or one
+    for a campaign still sending or between recurring runs, changes nothing. Returns whether it moved."""
+    with transaction.atomic():
+        campaign = campaign_lock(workspace=workspace, campaign_id=campaign_id)
+        if campaign.status != Campaign.Status.SENT:
+            return False
+        campaign.status = Campaign.Status.REPORTED
+        campaign.save(update_fields=["status", "updated_at"])
+        _campaign_event(campaign, Event.Type.CAMPAIGN_REPORTED)
+    return True
+
+
 def campaign_run_failed(*, run_id: UUID | str, reason: str, now: datetime | None = None) -> bool:
     """A launch that failed outright (the audience query broke, the campaign could not render): the run is
     `failed` and so is the campaign, which can be started again (docs/architecture.md#campaigns)."""

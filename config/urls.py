@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("delivery.api_urls")),
     path("", include("transactional.urls")),
     path("", include("webhooks.urls")),
+    path("", include("reports.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

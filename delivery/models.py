@@ -125,6 +125,8 @@ class Event(models.Model):
         CAMPAIGN_MISSED = "campaign.missed"
         # An outbound webhook endpoint was switched off after a 410 or a long failure streak (webhooks app).
         WEBHOOK_DISABLED = "webhook.disabled"
+        # Its first report figures exist (reports.aggregation); they keep updating after this.
+        CAMPAIGN_REPORTED = "campaign.reported"
 
     id = models.BigAutoField(primary_key=True)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_constraint=False)

@@ -218,6 +218,18 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "queue": "default",
         "description": "Turns new events into webhook messages; enqueues one delivery task per endpoint.",
     },
+    "reports: aggregate events": {
+        "task": "reports.tasks.aggregate",
+        "every_seconds": int(os.environ.get("REPORTS_AGGREGATE_EVERY_SECONDS", "5")),
+        "queue": "default",
+        "description": "Counts new events into the report rollups; sent campaigns become reported.",
+    },
+    "reports: expire exports": {
+        "task": "reports.tasks.expire_exports",
+        "every_seconds": int(os.environ.get("REPORTS_EXPORT_EXPIRE_EVERY_SECONDS", "600")),
+        "queue": "default",
+        "description": "Deletes report exports (and their files) older than REPORTS_EXPORT_TTL_HOURS.",
+    },
     "transactional: dispatch due": {
         "task": "transactional.tasks.dispatch_due",
         "every_seconds": int(os.environ.get("TRANSACTIONAL_DISPATCH_EVERY_SECONDS", "1")),
@@ -225,6 +237,18 @@ SYSTEM_PERIODIC_TASKS: dict[str, dict] = {
         "description": "Enqueues due scheduled and retrying transactional mail; flags hand-offs of dead workers.",
     },
 }
+
+# --- Reports (docs/decisions/050, 051) -----------------------------------------------------------------
+# Events counted per transaction of the aggregator, and how long one tick may go on before leaving the rest
+# to the next (so a backlog never holds a `default` worker for long).
+REPORTS_AGGREGATE_BATCH_SIZE = int(os.environ.get("REPORTS_AGGREGATE_BATCH_SIZE", "20000"))
+REPORTS_AGGREGATE_TIME_BUDGET_SECONDS = float(os.environ.get("REPORTS_AGGREGATE_TIME_BUDGET_SECONDS", "20"))
+# An event id the aggregator passed before it was committed is looked for until no transaction that was
+# running then is still running; only if that cannot be seen (pg_stat_activity hides other roles' sessions)
+# does it give up after this long.
+REPORTS_PENDING_MAX_AGE_SECONDS = int(os.environ.get("REPORTS_PENDING_MAX_AGE_SECONDS", "900"))
+REPORTS_EXPORT_TTL_HOURS = int(os.environ.get("REPORTS_EXPORT_TTL_HOURS", "168"))
+REPORTS_EXPORT_CHUNK_SIZE = int(os.environ.get("REPORTS_EXPORT_CHUNK_SIZE", "2000"))
 
 # --- Delivery engine: the dispatcher and its crash safety (docs/decisions/011) -----------------------
 # Deliveries per send_batch task, and how far apart the send times in one batch may be (its ETA is the

@@ -11,6 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from audience.models import ContactImport
+from reports.models import ReportExport
 from tests.factories import (
     CampaignFactory,
     CampaignRunFactory,
@@ -42,7 +43,20 @@ PK_RESOURCE = {
     "webhooks": "webhook_endpoint",
 }
 # Every other path parameter names its object itself.
-PARAMETER_RESOURCE = {"message_id": "message", "batch_id": "batch", "attempt_id": "webhook_attempt"}
+PARAMETER_RESOURCE = {
+    "message_id": "message",
+    "batch_id": "batch",
+    "attempt_id": "webhook_attempt",
+    "export_id": "report_export",
+}
+# Report routes name their objects in the query: the first workspace's, then a 404 is expected. A category is
+# a name, not an object: the first workspace's campaign has one, another workspace's answer counts none.
+QUERIES = {
+    "report-basic": {"campaign_id": "campaign"},
+    "report-link": {"campaign_id": "campaign", "run_id": "run"},
+    "report-open-time": {"campaign_id": "campaign"},
+    "report-label": {"label": "label"},
+}
 
 # A write that parses its body before it looks the object up gets a body it would accept, so that the lookup
 # (and with it the tenancy) is what answers.
@@ -113,7 +127,7 @@ def first(workspace, api):
     """The first workspace with an object behind every kind of id the API takes."""
     label = LabelFactory(workspace=workspace, name="first-label")
     contact = ContactFactory(workspace=workspace, email="first-contact@example.org", labels=[label])
-    campaign = CampaignFactory(workspace=workspace, name="first-campaign")
+    campaign = CampaignFactory(workspace=workspace, name="first-campaign", category="shared")
     run = CampaignRunFactory(campaign=campaign, workspace=workspace)
     SendingDomainFactory(workspace=workspace, domain="mail.example.com", verified=True)
     sent = api.post(
@@ -141,6 +155,9 @@ def first(workspace, api):
         "throttle": ThrottleFactory(workspace=workspace, domain="first-throttle.example.org").pk,
         "message": sent.json()["message_id"],
         "batch": sent.json()["batch_id"],
+        "report_export": ReportExport.objects.create(
+            workspace=workspace, campaign_id=campaign.pk, expires_at=timezone.now() + timedelta(days=1)
+        ).pk,
     }
     attempt = WebhookAttemptFactory(endpoint__workspace=workspace, endpoint__url="http://first-hook.example.com/in")
     ids.update(webhook_endpoint=attempt.endpoint_id, webhook_attempt=attempt.pk)
@@ -167,6 +184,13 @@ def test_every_api_route_hides_the_first_workspace_from_the_second(first, other_
             label = f"{method.upper()} {path}"
             if not has_id and method != "get":
                 continue  # creates name no existing object; their ids in bodies are the services' tests
+            if method == "get" and (entry.name in QUERIES or entry.name == "report-category"):
+                query = {key: str(first[resource]) for key, resource in QUERIES.get(entry.name, {}).items()}
+                response = other_api.get(path, query or {"category": "shared"})
+                assert response.status_code == (404 if query else 200), (label, response.content[:300])
+                assert_nothing_of(response, first, label)
+                checked += 1
+                continue
             response = getattr(other_api, method)(path, BODIES.get(entry.name, {}), format="json")
             assert response.status_code < 500, (label, response.content[:300])
             assert_nothing_of(response, first, label)
