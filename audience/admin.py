@@ -60,7 +60,7 @@ class ContactAdmin(admin.ModelAdmin):
     @admin.display(description="Engagement (Send Time Optimization)")
     def engagement_profile(self, obj: Contact):
         """The profile as a week of hours (UTC): darker is a better hour. What the scorer reads."""
-        if obj is None or obj._state.adding:  # an unsaved contact (its UUID is set at once) has no profile
+        if obj is None or obj._state.adding:  # the add page: a UUID is set before the row exists
             return "-"
         data = contact_engagement(workspace=obj.workspace, contact_id=obj.pk, now=timezone.now())
         summary = format_html(

