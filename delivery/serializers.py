@@ -68,7 +68,8 @@ class EngagementEventsInput(serializers.Serializer):
     """Rows are checked one by one by the service, so that a bad row is skipped with its reason."""
 
     events = serializers.ListField(
-        child=serializers.JSONField(),
+        child=serializers.JSONField(allow_null=True),  # a bad row (null included) is skipped with its reason
+        min_length=1,
         max_length=10_000,
         allow_empty=False,
         help_text='[{"email", "type": "opened"|"clicked", "occurred_at": ISO 8601 with offset, "user_agent"}]',

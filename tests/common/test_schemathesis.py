@@ -66,6 +66,7 @@ SERVICE_RULES = {
     "file": "a UTF-8 CSV file (audience.imports); the schema can only say binary",
     "rules": "the segment grammar (audience.segments)",
     "attributes": "bounded keys and size (audience.models.validate_attributes)",
+    "substitution_data": "JSON text without NUL, keys included (common.jsontree, docs/decisions/022)",
     "email": "an address the project can send to (common.addresses)",
     "from": "a verified sending domain of the workspace (transactional.services)",
     "max_lateness_minutes": "1 minute to a week (campaigns.services._parse_policies)",

@@ -40,8 +40,8 @@ def _fill(run, recipients: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {d} (workspace_id, run_id, campaign_id, email, status, send_at, sent_at, send_reason, "
-            f"attempts, message_id, error, possible_duplicate) "
-            f"SELECT %s, %s, %s, 'r' || i || '@example.org', 'sent', now(), now(), '', 1, '', '', false "
+            f"send_reason_code, attempts, message_id, error, possible_duplicate, sandbox) "
+            f"SELECT %s, %s, %s, 'r' || i || '@example.org', 'sent', now(), now(), '', '', 1, '', '', false, false "
             f"FROM generate_series(1, %s) i",
             [run.workspace_id, run.pk, run.campaign_id, recipients],
         )
