@@ -54,6 +54,10 @@ class Campaign(models.Model):
         CANCELLED = "cancelled"
         FAILED = "failed"
 
+    # A one-off campaign whose run has ended: `sent`, and `reported` from the reports aggregator's first count
+    # of its events on (a few seconds later), so a waiter for the end must accept either.
+    FINISHED = (Status.SENT, Status.REPORTED)
+
     class ScheduleType(models.TextChoices):
         SCHEDULED = "scheduled"
         RECURRING = "recurring"

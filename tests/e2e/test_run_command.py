@@ -75,6 +75,9 @@ def test_the_readme_run_command_sends_the_demo_campaign_and_ctrl_c_stops_everyth
     env.pop("EMAIL_URL", None)
     env.pop("TEST_EMAIL_URL", None)
     env.pop("VIRTUAL_ENV", None)
+    # A new user's shell: scripts/test puts this checkout's .venv/bin first on PATH, whose python3 has no pip
+    # or uv, and the copy must find the machine's Python as the README's command does.
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.endswith(".venv/bin"))
     env.update(
         PORT=str(web), MAIL_PORT=str(mail), REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PYTHONUNBUFFERED="1"
     )

@@ -33,7 +33,7 @@ def test_every_sent_event_of_a_1000_recipient_campaign_arrives_verified(engine_f
         engine.wait_until_ready("default", "bulk")
         mailing.schedule_in(1)
 
-        wait_for(lambda: mailing.refresh().status == Campaign.Status.SENT, timeout=180, what="the campaign to send")
+        wait_for(lambda: mailing.refresh().status in Campaign.FINISHED, timeout=180, what="the campaign to send")
         wait_for(lambda: len(receiver.requests) >= RECIPIENTS, timeout=180, what="every webhook to arrive")
         time.sleep(1)  # a duplicate, if any, would come within a batch
 
