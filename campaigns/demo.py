@@ -9,6 +9,7 @@ SQLite for what is sample data."""
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.utils import timezone
@@ -136,8 +137,6 @@ def _contacts(seed: DemoSeed, labels: dict[str, Label], *, count: int, now: date
 def _history(workspace, email: str, zone: str, open_hour: int, rng: random.Random, *, now: datetime) -> list[Event]:
     """Opens (and some clicks) over the last 90 days, most near the zone's usual hour, some anywhere: the
     kind of history send-time optimisation learns from. About one contact in five never opened."""
-    from zoneinfo import ZoneInfo
-
     if rng.random() < 0.2:
         return []
     local = ZoneInfo(zone)

@@ -3,7 +3,7 @@
 import redis
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 
@@ -49,8 +49,6 @@ def api_not_found(request, exception=None):
 def metrics(request):
     """Prometheus text format, summed over every process of this machine (common.metrics). With
     METRICS_TOKEN set, the scraper must send `Authorization: Bearer <token>`."""
-    from django.http import HttpResponse
-
     from common.metrics import render
 
     token = settings.METRICS_TOKEN

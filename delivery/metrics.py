@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC
 
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common import metrics
@@ -50,8 +51,6 @@ def _count(rows) -> None:
 def _aware(value):
     # SQLite's raw cursor returns text (Django's adapters are not in play on a raw UPDATE ... RETURNING).
     if isinstance(value, str):
-        from django.utils.dateparse import parse_datetime
-
         value = parse_datetime(value)
     if value is not None and timezone.is_naive(value):
         value = timezone.make_aware(value, UTC)
