@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun
 from campaigns.planning import RunPlanner, SendPolicy
-from campaigns.selectors import campaign_recipients
+from campaigns.selectors import campaign_recipient_chunks, campaign_recipients
 from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
 from common.db import try_advisory_xact_lock
 from delivery import engine as delivery_engine
@@ -209,6 +209,9 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
         workspace_id=run.workspace_id, run_id=run.pk, campaign_id=run.campaign_id, sandbox=run.sandbox
     )
     size = settings.DELIVERY_FANOUT_CHUNK_SIZE
+    if planner.sto and _is_postgres():
+        _fan_out_columns(run=run, planner=planner, recipients=recipients, writer=writer, size=size)
+        return _finish_fan_out(run=run, written=writer.written, now=now)
     rows = recipients.order_by(*planner.order).values_list(*planner.columns).iterator(chunk_size=size)
     position = 0
     while chunk := list(itertools.islice(rows, size)):
@@ -217,6 +220,27 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
         if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
             break
     return _finish_fan_out(run=run, written=writer.written, now=now)
+
+
+def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, writer: DeliveryWriter, size: int) -> None:
+    """The STO fan-out on PostgreSQL (docs/decisions/031): profiles read by a binary cursor into arrays,
+    scored by numpy, written by one binary COPY and one INSERT ... SELECT per chunk. One transaction for the
+    whole run: the cursor lives in it, and a worker killed half-way leaves nothing to skip on the re-run."""
+    position = 0
+    with transaction.atomic():
+        for chunk in campaign_recipient_chunks(recipients=recipients, size=size):
+            plan = planner.plan_chunk(chunk, position=position)
+            writer.write_plan(
+                ids=plan.ids,
+                send_at=plan.send_at,
+                reason=plan.reason,
+                opens=plan.opens,
+                clicks=plan.clicks,
+                reasons=plan.reasons,
+            )
+            position += len(chunk)
+            if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
+                break
 
 
 def _finish_fan_out(*, run: CampaignRun, written: int, now: datetime) -> FanOutResult:

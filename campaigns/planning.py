@@ -20,6 +20,7 @@ to their end, with the reason code `quiet_hours`.
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -166,13 +167,101 @@ RECIPIENT_COLUMNS = (
     "engagement__clicks",
 )
 PLAIN_COLUMNS = RECIPIENT_COLUMNS[:3]
+# Rows scored at once: a (rows, 168) float64 matrix is 1.3 KB a row, and the scorer makes a few.
 SCORE_SLICE = 2000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass
+class RecipientChunk:
+    """Recipients of a run as columns, in the run's order: what the STO planner reads. The fan-out fills it
+    from PostgreSQL with a binary cursor straight into arrays (campaigns.selectors.campaign_recipient_chunks);
+    `from_rows` builds the same from ORM rows (SQLite, the preview's sample)."""
+
+    ids: bytes  # 16 bytes per recipient: the contact's UUID
+    zones: list[str]  # the distinct contact timezones of the chunk ("" for none)
+    zone_of: np.ndarray  # (n,) index into `zones`
+    engagement: np.ndarray  # (n, 168) float32, zeros without a profile
+    exposure: np.ndarray  # (n, 168) float32
+    decayed_to_us: np.ndarray  # (n,) int64 microseconds since the epoch; 0 without a profile
+    opens: np.ndarray  # (n,) int64
+    clicks: np.ndarray  # (n,) int64
+    emails: list[str] | None = None  # only from ORM rows
+
+    def __len__(self) -> int:
+        return len(self.opens)
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple]) -> "RecipientChunk":
+        """From rows of RECIPIENT_COLUMNS."""
+        ids, emails, zones, engagement, exposure, decayed_to, opens, clicks = (list(c) for c in zip(*rows, strict=True))
+        index: dict[str, int] = {}
+        zone_of = np.array([index.setdefault(z or "", len(index)) for z in zones], dtype=np.int64)
+        return cls(
+            ids=b"".join(i.bytes for i in ids),
+            zones=list(index),
+            zone_of=zone_of,
+            engagement=eng.matrix(engagement).astype(eng.DTYPE),
+            exposure=eng.matrix(exposure).astype(eng.DTYPE),
+            decayed_to_us=np.array([(d - EPOCH) // _MICROSECOND if d else 0 for d in decayed_to], dtype=np.int64),
+            opens=np.array([o or 0 for o in opens], dtype=np.int64),
+            clicks=np.array([c or 0 for c in clicks], dtype=np.int64),
+            emails=emails,
+        )
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a group of recipients gets its time. The text of one recipient is `head`, then their own
+    history ("41 opens, 3 clicks") when `history`, then `tail`, cut to 200 characters: `text` here, and the
+    same in SQL where the fan-out writes it (delivery.services.DeliveryWriter.write_plan)."""
+
+    code: str
+    head: str
+    history: bool
+    tail: str
+
+    def text(self, opens: int, clicks: int) -> str:
+        middle = ""
+        if self.history:
+            middle = f"{opens} opens" + (f", {clicks} clicks" if clicks else "")
+        return (self.head + middle + self.tail)[:200]
+
+
+@dataclass
+class ChunkPlan:
+    """A planned chunk: per recipient the send time and an index into `reasons` (the planner's table)."""
+
+    ids: bytes
+    send_at: np.ndarray  # (n,) int64 epoch seconds
+    reason: np.ndarray  # (n,) int64 index into reasons
+    opens: np.ndarray
+    clicks: np.ndarray
+    reasons: list[Reason]
+
+    def __len__(self) -> int:
+        return len(self.send_at)
+
+    def entry(self, i: int) -> tuple[datetime, str, str]:
+        """One recipient's (send_at, reason_code, reason)."""
+        reason = self.reasons[int(self.reason[i])]
+        when = datetime.fromtimestamp(int(self.send_at[i]), UTC)
+        return when, reason.code, reason.text(int(self.opens[i]), int(self.clicks[i]))
+
+    def contact_ids(self) -> list[UUID]:
+        return [UUID(bytes=self.ids[16 * i : 16 * i + 16]) for i in range(len(self))]
+
+
+_QUIET, _NOT_QUIET = 1, 0
+_HOUR_SPAN = 1 << 20  # hours after the planner's base hour a chosen hour may lie (a reason key's field)
 
 
 class RunPlanner:
     """Plans chunks of recipients of one run. Rows are `RECIPIENT_COLUMNS` with STO, `PLAIN_COLUMNS`
     without; `position` is the first row's index in the run's order (by contact id), which decides the
-    holdout. Returns (contact_id, email, send_at, reason_code, reason) per row, in the rows' order."""
+    holdout. `plan` returns (contact_id, email, send_at, reason_code, reason) per row, in the rows' order;
+    with STO `plan_chunk` plans columns (RecipientChunk) without a Python step per recipient."""
 
     def __init__(self, *, policy: SendPolicy, workspace):
         self.policy = policy
@@ -187,8 +276,15 @@ class RunPlanner:
         self.prior = engagement_prior(workspace=workspace, now=self.now) if self.sto else None
         self._windows: dict[str, tuple[Planned, str]] = {}  # per zone: the window start and display zone
         self._fixed: dict[str, Planned] = {}  # per zone without STO: the send time, out of quiet hours
-        self._quiet_masks: dict[str, np.ndarray] = {}  # per zone with STO: the window's hours that are quiet
-        self._reasons: dict[tuple, str] = {}
+        # Per zone seen with STO, by position: its name, window start (epoch s), quiet hours of the window.
+        self._zone_pos: dict[str, int] = {}
+        self._zone_names: list[str] = []
+        self._zone_starts: list[int] = []
+        self._zone_masks: list[np.ndarray] = []
+        self._zone_quiet: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._base_hour = int(self.now.timestamp()) // 3600 - 72
+        self.reasons: list[Reason] = []
+        self._reason_pos: dict[int, int] = {}
 
     def window(self, zone: str) -> tuple[Planned, str]:
         if zone not in self._windows:
@@ -202,17 +298,6 @@ class RunPlanner:
             self._fixed[zone] = plan_recipient(policy=self.policy, contact_timezone=zone)
         return self._fixed[zone]
 
-    def quiet_mask(self, zone: str) -> np.ndarray:
-        """(window_hours,) bool: the hours of this zone's STO window that start inside the quiet hours."""
-        if zone not in self._quiet_masks:
-            start, zone_name = self.window(zone)
-            quiet, tz = self.policy.quiet_hours, ZoneInfo(zone_name)
-            hours = self.policy.sto_window_hours
-            self._quiet_masks[zone] = np.array(
-                [quiet.end_after(start.send_at + timedelta(hours=h), tz) is not None for h in range(hours)], dtype=bool
-            )
-        return self._quiet_masks[zone]
-
     def plan(self, rows: list[tuple], *, position: int = 0) -> list[tuple]:
         if not self.sto:
             out = []
@@ -220,67 +305,159 @@ class RunPlanner:
                 chosen = self.fixed(zone or "")
                 out.append((contact_id, email, chosen.send_at, chosen.reason_code, chosen.reason[:200]))
             return out
-        return self._plan_sto(rows, position)
-
-    def _plan_sto(self, rows: list[tuple], position: int) -> list[tuple]:
-        # Scored in slices: a (rows, 168) float64 matrix is 1.3 KB a row, and the scorer makes a few.
-        out = []
-        for start in range(0, len(rows), SCORE_SLICE):
-            out += self._score_slice(rows[start : start + SCORE_SLICE], position + start)
-        return out
-
-    def _score_slice(self, rows: list[tuple], position: int) -> list[tuple]:
-        count = len(rows)
-        if not count:
+        if not rows:
             return []
-        ids, emails, zones, engagement, exposure, decayed_to, opens, clicks = zip(*rows, strict=True)
-        windows = [self.window(zone or "") for zone in zones]
-        starts = np.array([w[0].send_at.timestamp() for w in windows], dtype=np.int64)
-        counts = eng.exposure_corrected(eng.matrix(engagement), eng.matrix(exposure))
-        counts *= eng.decay_to(list(decayed_to), self.now)[:, None]
-        plan = sto.score(
-            counts=counts,
-            prior=self.prior,
-            prior_strength=settings.STO_PRIOR_STRENGTH,
-            day_pooling=settings.STO_DAY_POOLING,
-            starts=starts,
-            window_hours=self.policy.sto_window_hours,
-            jitter=sto.jitter_of(b"".join(i.bytes for i in ids), count),
-            holdout=sto.holdout_mask(np.arange(position, position + count), self.policy.sto_holdout_percent),
-            excluded=np.stack([self.quiet_mask(zone or "") for zone in zones]) if self.policy.quiet_hours else None,
+        chunk = RecipientChunk.from_rows(rows)
+        planned = self.plan_chunk(chunk, position=position)
+        return [(row[0], row[1], *planned.entry(i)) for i, row in enumerate(rows)]
+
+    # --- STO, by columns ---------------------------------------------------------------------------------
+
+    def _zone(self, zone: str) -> int:
+        """This zone's position in the planner's per-zone tables, filling them the first time it is seen."""
+        pos = self._zone_pos.get(zone)
+        if pos is not None:
+            return pos
+        start, zone_name = self.window(zone)
+        hours = self.policy.sto_window_hours
+        self._zone_pos[zone] = pos = len(self._zone_names)
+        self._zone_names.append(zone)
+        self._zone_starts.append(int(start.send_at.timestamp()))
+        quiet = self.policy.quiet_hours
+        if quiet is not None:
+            tz = ZoneInfo(zone_name)
+            # The hours of the window that start inside the quiet hours: the scorer never picks them.
+            self._zone_masks.append(
+                np.array([quiet.end_after(start.send_at + timedelta(hours=h), tz) is not None for h in range(hours)])
+            )
+            self._zone_quiet.append(_quiet_intervals(quiet, tz, start.send_at, hours))
+        return pos
+
+    def plan_chunk(self, chunk: RecipientChunk, *, position: int = 0) -> ChunkPlan:
+        n = len(chunk)
+        zpos = (
+            np.array([self._zone(z) for z in chunk.zones], dtype=np.int64)[chunk.zone_of]
+            if n
+            else np.zeros(0, np.int64)
         )
-        send_at = plan.send_at.tolist()
-        codes = plan.code.tolist()
-        out = []
-        for i in range(count):
-            start, zone_name = windows[i]
-            when = datetime.fromtimestamp(send_at[i], UTC)
-            reason = self._reason(codes[i], start, zone_name, when, opens[i] or 0, clicks[i] or 0)
-            chosen = Planned(when, sto.CODES[codes[i]], reason)
-            if self.policy.quiet_hours is not None:
-                # Jitter may carry a time past a quiet start inside its hour, or the whole window was quiet.
-                chosen = apply_quiet_hours(policy=self.policy, planned=chosen, contact_timezone=zones[i] or "")
-            out.append((ids[i], emails[i], chosen.send_at, chosen.reason_code, chosen.reason[:200]))
-        return out
+        starts = np.array(self._zone_starts, dtype=np.int64)[zpos] if n else np.zeros(0, np.int64)
+        now_us = (self.now - EPOCH) // _MICROSECOND
+        ages = np.where(chunk.decayed_to_us > 0, (now_us - chunk.decayed_to_us) / 1e6, 0.0)
+        factors = eng.decay(ages)
+        jitter = sto.jitter_of(chunk.ids, n)
+        holdout = sto.holdout_mask(np.arange(position, position + n), self.policy.sto_holdout_percent)
+        masks = np.stack(self._zone_masks) if self.policy.quiet_hours is not None and n else None
+        send_at = np.empty(n, dtype=np.int64)
+        code = np.empty(n, dtype=np.int64)
+        for s in range(0, n, SCORE_SLICE):
+            part = slice(s, s + SCORE_SLICE)
+            counts = eng.exposure_corrected(
+                chunk.engagement[part].astype(np.float64), chunk.exposure[part].astype(np.float64)
+            )
+            counts *= factors[part, None]
+            plan = sto.score(
+                counts=counts,
+                prior=self.prior,
+                prior_strength=settings.STO_PRIOR_STRENGTH,
+                day_pooling=settings.STO_DAY_POOLING,
+                starts=starts[part],
+                window_hours=self.policy.sto_window_hours,
+                jitter=jitter[part],
+                holdout=holdout[part],
+                excluded=masks[zpos[part]] if masks is not None else None,
+            )
+            send_at[part], code[part] = plan.send_at, plan.code
+        # The chosen hour names the reason; taken before the quiet-hours move, which keeps the hour's words.
+        hour = np.where(code <= sto.AUDIENCE_HISTORY, send_at // 3600 - self._base_hour, 0)
+        quiet = np.zeros(n, dtype=np.int64)
+        if self.policy.quiet_hours is not None:
+            # Jitter may carry a time past a quiet start inside its hour, or the whole window was quiet.
+            release = self._quiet_release(zpos, send_at)
+            quiet = (release > 0).astype(np.int64)
+            send_at = np.where(release > 0, release, send_at)
+        keys = ((zpos * _HOUR_SPAN + hour) * 4 + code) * 2 + quiet
+        unique, inverse = np.unique(keys, return_inverse=True)
+        table = np.array([self._reason_index(k) for k in unique.tolist()], dtype=np.int64)
+        return ChunkPlan(
+            ids=chunk.ids,
+            send_at=send_at,
+            reason=table[inverse.reshape(-1)] if n else np.zeros(0, np.int64),
+            opens=chunk.opens,
+            clicks=chunk.clicks,
+            reasons=self.reasons,
+        )
 
-    def _reason(self, code: int, start: Planned, zone_name: str, when: datetime, opens: int, clicks: int) -> str:
-        hour = when.replace(minute=0, second=0, microsecond=0)
-        key = (code, start.send_at, zone_name, hour if code <= sto.AUDIENCE_HISTORY else None, opens, clicks)
-        if key not in self._reasons:
-            self._reasons[key] = self._describe(code, start, zone_name, hour, opens, clicks)[:200]
-        return self._reasons[key]
+    def _quiet_release(self, zpos: np.ndarray, send_at: np.ndarray) -> np.ndarray:
+        """Per recipient the end of the quiet hours their time falls in (epoch s), 0 outside them. One sorted
+        search per zone; a time in quiet hours that a DST change crosses is asked of QuietHours itself."""
+        release = np.zeros(len(send_at), dtype=np.int64)
+        quiet = self.policy.quiet_hours
+        for pos in np.unique(zpos).tolist():
+            rows = np.flatnonzero(zpos == pos)
+            starts, ends, crossed = self._zone_quiet[pos]
+            times = send_at[rows]
+            i = np.searchsorted(starts, times, side="right") - 1
+            inside = (i >= 0) & (times < ends[np.maximum(i, 0)])
+            release[rows] = np.where(inside, ends[np.maximum(i, 0)], 0)
+            odd = rows[inside & crossed[np.maximum(i, 0)]]
+            if len(odd):
+                tz = ZoneInfo(self.window(self._zone_names[pos])[1])
+                for r in odd.tolist():
+                    end = quiet.end_after(datetime.fromtimestamp(int(send_at[r]), UTC), tz)
+                    release[r] = int(end.timestamp()) if end is not None else 0
+        return release
 
-    def _describe(self, code: int, start: Planned, zone_name: str, hour: datetime, opens: int, clicks: int) -> str:
+    def _reason_index(self, key: int) -> int:
+        if key not in self._reason_pos:
+            rest, quiet = divmod(key, 2)
+            rest, code = divmod(rest, 4)
+            pos, hour = divmod(rest, _HOUR_SPAN)
+            zone = self._zone_names[pos]
+            start, zone_name = self.window(zone)
+            chosen = datetime.fromtimestamp((hour + self._base_hour) * 3600, UTC)
+            reason = self._describe(code, start, zone_name, chosen)
+            if quiet == _QUIET:
+                q = self.policy.quiet_hours
+                window = f"{q.start:%H:%M}-{q.end:%H:%M}"
+                reason = Reason(
+                    "quiet_hours",
+                    reason.head,
+                    reason.history,
+                    f"{reason.tail}; {QUIET_HOURS_REASON} {window} in {zone_name}",
+                )
+            self._reason_pos[key] = len(self.reasons)
+            self.reasons.append(reason)
+        return self._reason_pos[key]
+
+    def _describe(self, code: int, start: Planned, zone_name: str, hour: datetime) -> Reason:
         window = f"{self.policy.sto_window_hours}h window from {_local(start.send_at, zone_name)} {zone_name}"
         best = f"best {_local(hour, zone_name)} {zone_name}"
         if code == sto.OWN_HISTORY:
-            history = f"{opens} opens" + (f", {clicks} clicks" if clicks else "")
-            return f"own history: {history}, {best} ({window})"
+            return Reason("own_history", "own history: ", True, f", {best} ({window})")
         if code == sto.AUDIENCE_HISTORY:
-            return f"audience history (no history of its own), {best} ({window})"
+            return Reason("audience_history", f"audience history (no history of its own), {best} ({window})", False, "")
         if code == sto.HOLDOUT:
-            return f"holdout: window start, to measure the uplift ({window})"
-        return f"no open history in the audience: window start ({window})"
+            return Reason("holdout", f"holdout: window start, to measure the uplift ({window})", False, "")
+        return Reason("window_start", f"no open history in the audience: window start ({window})", False, "")
+
+
+def _quiet_intervals(
+    quiet: QuietHours, zone: ZoneInfo, window_start: datetime, hours: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The quiet hours around one zone's window as UTC intervals [start, end) in epoch seconds, and for each
+    whether a UTC-offset change falls inside it (there the wall clock repeats or skips, and
+    QuietHours.end_after answers per instant)."""
+    first = window_start.astimezone(zone).date() - timedelta(days=2)
+    starts, ends, crossed = [], [], []
+    for day in range(hours // 24 + 5):
+        date_ = first + timedelta(days=day)
+        s = local_wall_time_to_utc(local=datetime.combine(date_, quiet.start), zone=zone, on_gap="shift")
+        end_date = date_ if quiet.start < quiet.end else date_ + timedelta(days=1)
+        e = local_wall_time_to_utc(local=datetime.combine(end_date, quiet.end), zone=zone, on_gap="shift")
+        starts.append(int(s.timestamp()))
+        ends.append(int(e.timestamp()))
+        crossed.append(s.astimezone(zone).utcoffset() != e.astimezone(zone).utcoffset())
+    return np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), np.array(crossed, dtype=bool)
 
 
 def _local(instant: datetime, zone_name: str) -> str:

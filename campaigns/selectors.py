@@ -1,22 +1,32 @@
 import itertools
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
 from accounts.models import SendingDomain, Workspace, normalize_domain
 from accounts.selectors import dns_check_warnings, sending_domain_warnings
+from audience import engagement as eng
 from audience.models import Contact, Label, Segment, normalize_email
 from audience.selectors import audience_sendable
 from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
-from campaigns.planning import RunPlanner, SendPolicy, local_time_launch_at, recipient_zone
+from campaigns.planning import (
+    RECIPIENT_COLUMNS,
+    RecipientChunk,
+    RunPlanner,
+    SendPolicy,
+    local_time_launch_at,
+    recipient_zone,
+)
 from campaigns.scheduling import RecurringConfig, next_runs, upcoming_runs
 from common import errors
 from common.addresses import domain_of
@@ -103,6 +113,60 @@ def campaign_recipients(
     return recipients
 
 
+_NO_PROFILE = bytes(eng.HOURS_OF_WEEK * np.dtype(eng.DTYPE).itemsize)
+
+
+def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[RecipientChunk]:
+    """The recipients as columns for the STO planner, in chunks of `size`, by contact id (the run's order).
+
+    PostgreSQL: one query through a binary server-side cursor; every row has a fixed-size profile (zeros
+    when the contact has none), so a chunk's profiles are one join of bytes and one numpy view, with no
+    Python per recipient but the driver's own. Must run inside a transaction (the cursor lives in it).
+    Elsewhere: the ORM's rows of planning.RECIPIENT_COLUMNS."""
+    if connection.vendor != "postgresql":
+        rows = recipients.order_by("id").values_list(*RECIPIENT_COLUMNS).iterator(chunk_size=size)
+        while chunk := list(itertools.islice(rows, size)):
+            yield RecipientChunk.from_rows(chunk)
+        return
+    inner = recipients.order_by().values_list(
+        "id",
+        "timezone",
+        "engagement__engagement",
+        "engagement__exposure",
+        "engagement__decayed_to",
+        "engagement__opens",
+        "engagement__clicks",
+    )
+    sql, params = inner.query.sql_with_params()
+    query = (
+        "SELECT uuid_send(q.id), q.timezone, "
+        "CASE WHEN length(q.engagement__engagement) = %s THEN q.engagement__engagement ELSE %s END, "
+        "CASE WHEN length(q.engagement__exposure) = %s THEN q.engagement__exposure ELSE %s END, "
+        "COALESCE((EXTRACT(EPOCH FROM q.engagement__decayed_to) * 1000000)::int8, 0), "
+        "COALESCE(q.engagement__opens, 0)::int8, COALESCE(q.engagement__clicks, 0)::int8 "
+        f"FROM ({sql}) q ORDER BY q.id"
+    )
+    width = len(_NO_PROFILE)
+    connection.ensure_connection()
+    with connection.connection.cursor(name=f"recipients_{uuid.uuid4().hex}", binary=True) as cursor:
+        cursor.execute(query, [width, _NO_PROFILE, width, _NO_PROFILE, *params])
+        while rows := cursor.fetchmany(size):
+            ids, zones, engagement, exposure, decayed_to, opens, clicks = zip(*rows, strict=True)
+            n = len(rows)
+            index: dict[str, int] = {}
+            zone_of = np.fromiter((index.setdefault(z, len(index)) for z in zones), dtype=np.int64, count=n)
+            yield RecipientChunk(
+                ids=b"".join(ids),
+                zones=list(index),
+                zone_of=zone_of,
+                engagement=np.frombuffer(b"".join(engagement), dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
+                exposure=np.frombuffer(b"".join(exposure), dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
+                decayed_to_us=np.array(decayed_to, dtype=np.int64),
+                opens=np.array(opens, dtype=np.int64),
+                clicks=np.array(clicks, dtype=np.int64),
+            )
+
+
 def campaign_message_content(*, campaign: Campaign) -> MessageContent:
     """What the campaign's messages say and who sends them, decided once for preview, readiness and the
     send path (delivery.content.resolve_content: each part its own, else its template's)."""
@@ -182,7 +246,9 @@ def campaign_summaries(*, workspace: Workspace, campaigns: list[Campaign]) -> di
             )
         summaries[campaign.pk] = {
             "readiness": {
-                "can_send": not missing, "missing": missing, "warnings": sender_warnings[campaign.from_email]
+                "can_send": not missing,
+                "missing": missing,
+                "warnings": sender_warnings[campaign.from_email],
             },
             "progress": _progress(latest.get(campaign.pk)),
         }
@@ -438,30 +504,39 @@ def _send_plan_of_run(
 def _sto_plan(
     planner: RunPlanner, recipients: QuerySet, *, email: str, sample_size: int
 ) -> tuple[dict, int, list, list]:
-    """Every recipient through the planner in the fan-out's order and chunks: the hours exactly as the
-    fan-out will write them, the sample (the first recipients by email, or the one asked for), and the
-    groups (hour, count, zone) the finish projection reads."""
-    wanted = {email} if email else set(recipients.order_by("email").values_list("email", flat=True)[:sample_size])
-    size = settings.DELIVERY_FANOUT_CHUNK_SIZE
-    rows = recipients.order_by(*planner.order).values_list(*planner.columns).iterator(chunk_size=size)
+    """Every recipient through the planner in the fan-out's order and chunks (the same reader and the same
+    `plan_chunk`): the hours exactly as the fan-out will write them, the sample (the first recipients by
+    email, or the one asked for), and the groups (hour, count, zone) the finish projection reads."""
+    if email:
+        wanted = dict(recipients.filter(email=email).values_list("id", "email"))
+    else:
+        wanted = dict(recipients.order_by("email").values_list("id", "email")[:sample_size])
+    wanted_ids = np.array([i.bytes for i in wanted], dtype="S16")
     counts: Counter = Counter()
-    zones: Counter = Counter()
     sample = []
     position = 0
-    while chunk := list(itertools.islice(rows, size)):
-        planned = planner.plan(chunk, position=position)
-        position += len(chunk)
-        send_at = np.array([p[2].timestamp() for p in planned], dtype=np.int64)
-        hours, n = np.unique(send_at // 3600, return_counts=True)
-        counts.update(dict(zip(hours.tolist(), n.tolist(), strict=True)))
-        zones.update(
-            (_hour(p[2]), row[2] or "") for p, row in zip(planned, chunk, strict=True)
-        )
-        sample.extend(_entry(p) for p in planned if p[1] in wanted)
-    per_hour = {_iso(datetime.fromtimestamp(h * 3600, UTC)): n for h, n in counts.items()}
+    with transaction.atomic():
+        for chunk in campaign_recipient_chunks(recipients=recipients, size=settings.DELIVERY_FANOUT_CHUNK_SIZE):
+            planned = planner.plan_chunk(chunk, position=position)
+            position += len(chunk)
+            hours = planned.send_at // 3600
+            zone_of = chunk.zone_of
+            keys, n = np.unique(hours * len(chunk.zones) + zone_of, return_counts=True)
+            for key, count in zip(keys.tolist(), n.tolist(), strict=True):
+                hour, zone = divmod(key, len(chunk.zones))
+                counts[(hour, chunk.zones[zone])] += count
+            if len(wanted_ids):
+                for i in np.flatnonzero(np.isin(np.frombuffer(chunk.ids, dtype="S16"), wanted_ids)).tolist():
+                    contact_id = uuid.UUID(bytes=chunk.ids[16 * i : 16 * i + 16])
+                    sample.append(_entry((contact_id, wanted[contact_id], *planned.entry(i))))
+    per_hour: Counter = Counter()
+    groups = []
+    for (hour, zone), n in counts.items():
+        at = datetime.fromtimestamp(hour * 3600, UTC)
+        per_hour[_iso(at)] += n
+        groups.append((at, n, zone))
     sample.sort(key=lambda e: e["email"])
-    groups = [(hour, n, zone) for (hour, zone), n in zones.items()]
-    return per_hour, position, sample, groups
+    return dict(per_hour), position, sample, groups
 
 
 def _entry(planned: tuple) -> dict:
