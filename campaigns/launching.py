@@ -23,7 +23,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun
-from campaigns.planning import RunPlanner, SendPolicy
+from campaigns.planning import STO_CHUNK, ChunkPlan, RunPlanner, SendPolicy
 from campaigns.selectors import campaign_recipient_chunks, campaign_recipients
 from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
 from common.db import try_advisory_xact_lock
@@ -223,24 +223,36 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
 
 
 def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, writer: DeliveryWriter, size: int) -> None:
-    """The STO fan-out on PostgreSQL (docs/decisions/031): profiles read by a binary cursor into arrays,
-    scored by numpy, written by one binary COPY and one INSERT ... SELECT per chunk. One transaction for the
-    whole run: the cursor lives in it, and a worker killed half-way leaves nothing to skip on the re-run."""
+    """The STO fan-out on PostgreSQL (docs/decisions/031): profiles read by a binary cursor into arrays and
+    scored by numpy, STO_CHUNK recipients at a time (a profile is 1.3 KB as read, and scoring copies it a
+    few times: this bounds the worker's memory); their plans (a few numbers each) written `size` at a time
+    by one binary COPY and one INSERT ... SELECT. One transaction for the whole run: the cursor lives in it,
+    and a worker killed half-way leaves nothing to skip on the re-run."""
     position = 0
+    pending: list[ChunkPlan] = []
+
+    def flush() -> None:
+        plan = ChunkPlan.join(pending)
+        pending.clear()
+        writer.write_plan(
+            ids=plan.ids,
+            send_at=plan.send_at,
+            reason=plan.reason,
+            opens=plan.opens,
+            clicks=plan.clicks,
+            reasons=plan.reasons,
+        )
+
     with transaction.atomic():
-        for chunk in campaign_recipient_chunks(recipients=recipients, size=size):
-            plan = planner.plan_chunk(chunk, position=position)
-            writer.write_plan(
-                ids=plan.ids,
-                send_at=plan.send_at,
-                reason=plan.reason,
-                opens=plan.opens,
-                clicks=plan.clicks,
-                reasons=plan.reasons,
-            )
+        for chunk in campaign_recipient_chunks(recipients=recipients, size=min(size, STO_CHUNK)):
+            pending.append(planner.plan_chunk(chunk, position=position))
             position += len(chunk)
-            if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
-                break
+            if sum(len(p) for p in pending) >= size:
+                flush()
+                if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
+                    return
+        if pending:
+            flush()
 
 
 def _finish_fan_out(*, run: CampaignRun, written: int, now: datetime) -> FanOutResult:

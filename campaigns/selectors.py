@@ -21,6 +21,7 @@ from audience.selectors import audience_sendable
 from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
 from campaigns.planning import (
     RECIPIENT_COLUMNS,
+    STO_CHUNK,
     RecipientChunk,
     RunPlanner,
     SendPolicy,
@@ -150,21 +151,38 @@ def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[Re
     connection.ensure_connection()
     with connection.connection.cursor(name=f"recipients_{uuid.uuid4().hex}", binary=True) as cursor:
         cursor.execute(query, [width, _NO_PROFILE, width, _NO_PROFILE, *params])
-        while rows := cursor.fetchmany(size):
-            ids, zones, engagement, exposure, decayed_to, opens, clicks = zip(*rows, strict=True)
-            n = len(rows)
-            index: dict[str, int] = {}
-            zone_of = np.fromiter((index.setdefault(z, len(index)) for z in zones), dtype=np.int64, count=n)
-            yield RecipientChunk(
-                ids=b"".join(ids),
-                zones=list(index),
-                zone_of=zone_of,
-                engagement=np.frombuffer(b"".join(engagement), dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
-                exposure=np.frombuffer(b"".join(exposure), dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
-                decayed_to_us=np.array(decayed_to, dtype=np.int64),
-                opens=np.array(opens, dtype=np.int64),
-                clicks=np.array(clicks, dtype=np.int64),
-            )
+        parts: list[RecipientChunk] = []
+        have = 0
+        # Fetched in small batches and turned into arrays at once: the driver's per-row objects and result
+        # buffers stay small (they, not the arrays, set the worker's peak memory: bench/run fanout).
+        while rows := cursor.fetchmany(min(size, _FETCH_ROWS)):
+            parts.append(_chunk_of(rows))
+            have += len(rows)
+            if have >= size:
+                yield RecipientChunk.concat(parts)
+                parts, have = [], 0
+        if parts:
+            yield RecipientChunk.concat(parts)
+
+
+_FETCH_ROWS = 500
+
+
+def _chunk_of(rows: list[tuple]) -> RecipientChunk:
+    ids, zones, engagement, exposure, decayed_to, opens, clicks = zip(*rows, strict=True)
+    n = len(rows)
+    index: dict[str, int] = {}
+    zone_of = np.fromiter((index.setdefault(z, len(index)) for z in zones), dtype=np.int64, count=n)
+    return RecipientChunk(
+        ids=b"".join(ids),
+        zones=list(index),
+        zone_of=zone_of,
+        engagement=np.frombuffer(b"".join(engagement), dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
+        exposure=np.frombuffer(b"".join(exposure), dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
+        decayed_to_us=np.array(decayed_to, dtype=np.int64),
+        opens=np.array(opens, dtype=np.int64),
+        clicks=np.array(clicks, dtype=np.int64),
+    )
 
 
 def campaign_message_content(*, campaign: Campaign) -> MessageContent:
@@ -516,7 +534,7 @@ def _sto_plan(
     sample = []
     position = 0
     with transaction.atomic():
-        for chunk in campaign_recipient_chunks(recipients=recipients, size=settings.DELIVERY_FANOUT_CHUNK_SIZE):
+        for chunk in campaign_recipient_chunks(recipients=recipients, size=STO_CHUNK):
             planned = planner.plan_chunk(chunk, position=position)
             position += len(chunk)
             hours = planned.send_at // 3600

@@ -917,7 +917,7 @@ class DeliveryWriter:
         )
         varying = {
             "contact_id": "s.contact_id",
-            "email": "c.email",
+            "email": "s.email",
             "send_at": "s.send_at",
             "send_reason_code": "r.code",
             "send_reason": f"left(r.head || {history} || r.tail, 200)",
@@ -927,11 +927,17 @@ class DeliveryWriter:
         cols = ", ".join(connection.ops.quote_name(c) for c in self.columns)
         contacts = Contact._meta.db_table
         # The contact's address now, as the row-by-row writer takes it; a contact deleted since it was read
-        # is left out. ON CONFLICT: a fan-out run again after a crash skips the rows the first one wrote.
+        # is left out. A scalar subquery, so one primary-key lookup per row: the temporary table has no
+        # statistics, and a join would read every contact of the workspace for each chunk (OFFSET 0 keeps
+        # PostgreSQL from flattening it). ON CONFLICT only when rows exist already (a fan-out run again after
+        # a crash skips what the first one wrote): it costs a check per row.
+        conflict = "" if self.fresh else " ON CONFLICT DO NOTHING"
         return (
-            f"INSERT INTO {table} ({cols}) SELECT {', '.join(select)} FROM _fan_out_plan s "
-            f"JOIN {contacts} c ON c.id = s.contact_id AND c.workspace_id = %s "
-            "JOIN _fan_out_reasons r ON r.k = s.reason ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} ({cols}) SELECT {', '.join(select)} FROM ("
+            f"SELECT p.*, (SELECT email FROM {contacts} WHERE id = p.contact_id AND workspace_id = %s) AS email "
+            "FROM _fan_out_plan p OFFSET 0) s "
+            "JOIN _fan_out_reasons r ON r.k = s.reason "
+            f"WHERE s.email IS NOT NULL{conflict}"
         )
 
     def _insert_plan_params(self) -> list:
