@@ -11,6 +11,7 @@ Pure functions only: no database, so the scorer's tests can build histories by h
 
 import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
@@ -35,6 +36,17 @@ BARE_MOZILLA = re.compile(r"^\s*Mozilla/5\.0\s*$")
 def hour_of_week(instant: datetime) -> int:
     utc = instant.astimezone(UTC)
     return utc.weekday() * 24 + utc.hour
+
+
+def utc_offset_hours(zone_name: str, at: datetime) -> int:
+    """The zone's UTC offset at `at`, in whole hours (to the nearest: +05:30 counts as +6, +05:45 as +6)."""
+    offset = at.astimezone(ZoneInfo(zone_name)).utcoffset().total_seconds() / 3600
+    return int(np.floor(offset + 0.5))
+
+
+def utc_prior(local: np.ndarray, offset_hours: int) -> np.ndarray:
+    """A prior by local hour of week (audience.selectors.engagement_prior) as UTC buckets for a zone."""
+    return np.roll(local, -offset_hours)
 
 
 def half_life_seconds() -> float:

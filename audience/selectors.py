@@ -17,6 +17,7 @@ from audience import engagement as eng
 from audience.models import Contact, ContactImport, EngagementProfile, Label, Segment, Suppression
 from audience.segments import compile_rules
 from common import errors
+from common.timezones import is_valid_timezone
 
 
 def contact_list(*, workspace: Workspace) -> QuerySet[Contact]:
@@ -152,18 +153,32 @@ def _uuids(values: Iterable) -> list[UUID]:
 
 
 def engagement_prior(*, workspace: Workspace, now: datetime) -> np.ndarray:
-    """The workspace's engagement by hour of week: the prior every contact's profile is smoothed towards.
+    """The workspace's engagement by hour of week in each contact's own local time (bucket 0 is Monday
+    00:00-00:59 on the contact's clock): the prior every contact's profile is smoothed towards, once the
+    planner has moved it into that contact's zone (eng.utc_prior). Local, because an audience across zones
+    shares habits by the clock on the wall (breakfast, lunch, evening), not by the UTC hour: a UTC prior
+    sends a contact with no history at the audience's favourite UTC hour, a poor one in most zones.
+
     Opens per send of the whole audience (its decayed engagement divided by its decayed exposure), so the
     hours we always sent in do not make the prior point at themselves. Read from at most STO_PRIOR_SAMPLE
     profiles in primary-key order: contact ids are random UUIDs, so that is a uniform sample, and the same
-    one for the send-plan preview and the fan-out."""
+    one for the send-plan preview and the fan-out. A contact's zone is read at `now` (its UTC offset then,
+    to the nearest hour); without a valid one, the workspace's."""
     engagement, exposure = np.zeros(eng.HOURS_OF_WEEK), np.zeros(eng.HOURS_OF_WEEK)
     now_us = (now - _EPOCH) // _MICROSECOND
-    for values, sends, decayed_to_us in _prior_chunks(workspace=workspace, chunk=1000):
+    offsets: dict[str, int] = {}
+    for values, sends, decayed_to_us, zones in _prior_chunks(workspace=workspace, chunk=1000):
         ages = np.where(decayed_to_us > 0, (now_us - decayed_to_us) / 1e6, 0.0)
         factors = eng.decay(ages)
-        engagement += factors @ values.astype(np.float64)
-        exposure += factors @ sends.astype(np.float64)
+        index: dict[str, int] = {}
+        zone_of = np.fromiter((index.setdefault(z or "", len(index)) for z in zones), dtype=np.int64, count=len(zones))
+        for zone, k in index.items():
+            if zone not in offsets:
+                offsets[zone] = eng.utc_offset_hours(zone if is_valid_timezone(zone) else workspace.timezone, now)
+            rows = zone_of == k
+            # Bucket h in UTC is bucket h + offset on the contact's clock.
+            engagement += np.roll(factors[rows] @ values[rows].astype(np.float64), offsets[zone])
+            exposure += np.roll(factors[rows] @ sends[rows].astype(np.float64), offsets[zone])
     return eng.exposure_corrected(engagement, exposure)
 
 
@@ -172,38 +187,41 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def _prior_chunks(*, workspace: Workspace, chunk: int):
-    """The prior's sample as arrays: (engagement, exposure) as (n, 168) float32 and decayed_to in
-    microseconds since the epoch. PostgreSQL: one query per chunk (keyset by contact id) whose aggregates
-    join the chunk's vectors into one bytea each, so numpy reads them in place (no Python object per row)."""
+    """The prior's sample as arrays: (engagement, exposure) as (n, 168) float32, decayed_to in
+    microseconds since the epoch, and the contacts' timezones (a list). PostgreSQL: one query per chunk
+    (keyset by contact id) whose aggregates join the chunk's vectors into one bytea each, so numpy reads
+    them in place (no Python object per row)."""
     profiles = EngagementProfile.objects.filter(workspace=workspace).exclude(engagement=b"").order_by("contact_id")
     limit = settings.STO_PRIOR_SAMPLE
     if connection.vendor != "postgresql":
-        rows = profiles.values_list("engagement", "exposure", "decayed_to")[:limit].iterator(chunk_size=chunk)
-        while batch := list(itertools.islice(rows, chunk)):
-            values, sends, decayed_to = zip(*batch, strict=True)
+        rows = profiles.values_list("engagement", "exposure", "decayed_to", "contact__timezone")[:limit]
+        batches = rows.iterator(chunk_size=chunk)
+        while batch := list(itertools.islice(batches, chunk)):
+            values, sends, decayed_to, zones = zip(*batch, strict=True)
             d_us = np.array([(d - _EPOCH) // _MICROSECOND if d else 0 for d in decayed_to], dtype=np.int64)
-            yield eng.matrix(values).astype(eng.DTYPE), eng.matrix(sends).astype(eng.DTYPE), d_us
+            yield eng.matrix(values).astype(eng.DTYPE), eng.matrix(sends).astype(eng.DTYPE), d_us, list(zones)
         return
     width = eng.HOURS_OF_WEEK * np.dtype(eng.DTYPE).itemsize
     zeros = bytes(width)
     last, read = None, 0
     while read < limit:
         page = profiles.filter(contact_id__gt=last) if last is not None else profiles
-        sql, params = page.values_list("contact_id", "engagement", "exposure", "decayed_to")[
+        sql, params = page.values_list("contact_id", "engagement", "exposure", "decayed_to", "contact__timezone")[
             : min(chunk, limit - read)
         ].query.sql_with_params()
         query = (
             "SELECT count(*), max(q.contact_id::text), "
             "string_agg(CASE WHEN length(q.engagement) = %s THEN q.engagement ELSE %s END, ''::bytea), "
             "string_agg(CASE WHEN length(q.exposure) = %s THEN q.exposure ELSE %s END, ''::bytea), "
-            "array_agg(COALESCE((EXTRACT(EPOCH FROM q.decayed_to) * 1000000)::int8, 0)) "
+            "array_agg(COALESCE((EXTRACT(EPOCH FROM q.decayed_to) * 1000000)::int8, 0)), "
+            "array_agg(q.contact__timezone) "
             f"FROM ({sql}) q"
         )
         connection.ensure_connection()
         # Binary results: a bytea arrives as its bytes, not as hex text twice its size.
         with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(query, [width, zeros, width, zeros, *params], binary=True)
-            n, last, values, sends, decayed_to = cursor.fetchone()
+            n, last, values, sends, decayed_to, zones = cursor.fetchone()
         if not n:
             return
         read += n
@@ -212,6 +230,7 @@ def _prior_chunks(*, workspace: Workspace, chunk: int):
             np.frombuffer(values, dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
             np.frombuffer(sends, dtype=eng.DTYPE).reshape(n, eng.HOURS_OF_WEEK),
             np.array(decayed_to, dtype=np.int64),
+            zones,
         )
         if n < chunk:
             return

@@ -19,7 +19,8 @@ Contenders, all planning a 24-hour window from Monday 00:00 UTC:
 (a) everyone at the window start;
 (b) per contact, the hour of the day with the most human opens (machine opens left out, no prior, no
     decay, no exposure correction), else the window start;
-(c) ours: decayed, exposure-corrected, clicks weighted, smoothed towards the audience profile.
+(c) ours: decayed, exposure-corrected, clicks weighted, smoothed towards the audience profile kept in
+    local time.
 
 Run: bench/run sto-sim [--contacts 20000] [--seed 7]
 """
@@ -98,7 +99,7 @@ def plan_baseline_b(n: int, h: dict, starts: np.ndarray) -> np.ndarray:
     return np.where(scores.max(axis=1) > 0, slots[np.arange(n), best], starts)
 
 
-def plan_ours(n: int, h: dict, starts: np.ndarray) -> np.ndarray:
+def plan_ours(n: int, h: dict, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     from django.conf import settings
 
     from audience import engagement as eng
@@ -126,7 +127,17 @@ def plan_ours(n: int, h: dict, starts: np.ndarray) -> np.ndarray:
     exposure = np.zeros((n, 168))
     np.add.at(exposure, (h["sends"]["contact"], buckets(h["sends"]["at"])), eng.decay(LAUNCH - h["sends"]["at"]))
     counts = eng.exposure_corrected(engagement, exposure)
-    prior = eng.exposure_corrected(engagement.sum(axis=0), exposure.sum(axis=0))  # audience.selectors
+    # The audience's prior in each contact's local time (audience.selectors.engagement_prior), then moved
+    # into each contact's zone as the planner does (audience.engagement.utc_prior).
+    local_engagement, local_exposure = np.zeros(168), np.zeros(168)
+    prior = np.zeros((n, 168))
+    for offset in np.unique(offsets).tolist():
+        rows = offsets == offset
+        local_engagement += np.roll(engagement[rows].sum(axis=0), offset)
+        local_exposure += np.roll(exposure[rows].sum(axis=0), offset)
+    local_prior = eng.exposure_corrected(local_engagement, local_exposure)
+    for offset in np.unique(offsets).tolist():
+        prior[offsets == offset] = eng.utc_prior(local_prior, offset)
     keys = np.random.default_rng(0).bytes(16 * n)
     plan = sto.score(
         counts=counts,
@@ -159,7 +170,7 @@ def main(argv=None) -> dict:
     h = history(rng, w)
     n = args.contacts
     starts = np.full(n, LAUNCH, dtype=np.int64)
-    plans = {"a": starts, "b": plan_baseline_b(n, h, starts), "c": plan_ours(n, h, starts)}
+    plans = {"a": starts, "b": plan_baseline_b(n, h, starts), "c": plan_ours(n, h, starts, w["offsets"])}
     human = np.bincount(h["human"]["contact"], minlength=n)
     rows, results = [], []
     for name, low, high in (*GROUPS, ("all", 0, 10**9)):

@@ -312,6 +312,7 @@ class RunPlanner:
         self._zone_starts: list[int] = []
         self._zone_masks: list[np.ndarray] = []
         self._zone_quiet: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._zone_priors: list[np.ndarray] = []  # the local-time prior as this zone's UTC buckets
         self._base_hour = int(self.now.timestamp()) // 3600 - 72
         self.reasons: list[Reason] = []
         self._reason_pos: dict[int, int] = {}
@@ -353,6 +354,7 @@ class RunPlanner:
         self._zone_pos[zone] = pos = len(self._zone_names)
         self._zone_names.append(zone)
         self._zone_starts.append(int(start.send_at.timestamp()))
+        self._zone_priors.append(eng.utc_prior(self.prior, eng.utc_offset_hours(zone_name, start.send_at)))
         quiet = self.policy.quiet_hours
         if quiet is not None:
             tz = ZoneInfo(zone_name)
@@ -377,6 +379,7 @@ class RunPlanner:
         jitter = sto.jitter_of(chunk.ids, n)
         holdout = sto.holdout_mask(np.arange(position, position + n), self.policy.sto_holdout_percent)
         masks = np.stack(self._zone_masks) if self.policy.quiet_hours is not None and n else None
+        priors = np.stack(self._zone_priors) if n else None
         send_at = np.empty(n, dtype=np.int64)
         code = np.empty(n, dtype=np.int64)
         for s in range(0, n, STO_CHUNK):
@@ -387,7 +390,7 @@ class RunPlanner:
             counts *= factors[part, None]
             plan = sto.score(
                 counts=counts,
-                prior=self.prior,
+                prior=priors[zpos[part]],
                 prior_strength=settings.STO_PRIOR_STRENGTH,
                 day_pooling=settings.STO_DAY_POOLING,
                 starts=starts[part],

@@ -41,8 +41,9 @@ def pooled(counts: np.ndarray, day_pooling: float) -> np.ndarray:
 
 
 def normalised(profile: np.ndarray) -> np.ndarray:
-    total = profile.sum()
-    return profile / total if total > 0 else np.zeros(HOURS_OF_WEEK)
+    """Each profile (the last axis) scaled to sum to one; all zeros stays all zeros."""
+    total = profile.sum(axis=-1, keepdims=True)
+    return np.divide(profile, total, out=np.zeros_like(profile, dtype=np.float64), where=total > 0)
 
 
 @dataclass
@@ -68,7 +69,8 @@ def score(
     """Plan one chunk.
 
     counts: (n, 168) engagement per contact, already decayed to now and corrected for exposure.
-    prior: (168,) the audience's engagement, any scale (zeros: no audience history).
+    prior: (168,) or (n, 168) the audience's engagement in UTC buckets, any scale (zeros: no audience
+    history); per contact when it is kept in local time and moved into each contact's zone.
     starts: (n,) epoch seconds where each contact's window starts (their own zone's wall time, or not).
     jitter: (n,) in [0, 1): where in its hour a contact goes, stable per contact.
     holdout: (n,) bool: these get the window start, so the uplift can be measured.
@@ -83,7 +85,7 @@ def score(
     counts = pooled(counts, day_pooling)
     evidence = counts.sum(axis=1)
     p = normalised(pooled(prior, day_pooling))
-    posterior = (counts + prior_strength * p[None, :]) / (evidence + prior_strength)[:, None]
+    posterior = (counts + prior_strength * np.broadcast_to(p, counts.shape)) / (evidence + prior_strength)[:, None]
     scores = np.take_along_axis(posterior, buckets, axis=1)
     if excluded is not None:
         scores = np.where(np.broadcast_to(excluded, scores.shape), -1.0, scores)

@@ -183,3 +183,29 @@ def test_audience_exposure_correction_does_not_let_unsent_hours_explode():
     exposure[[10, 20]] = [5000, 100]
     corrected = eng.exposure_corrected(engagement, exposure)
     assert int(np.argmax(corrected)) == 20 and corrected.sum() == pytest.approx(engagement.sum())
+
+
+def test_a_local_time_prior_sends_each_zone_at_the_audiences_local_hour():
+    local = prior_at(9)  # the audience reads at Monday 09:00 on its own clock
+    tokyo, new_york = eng.utc_offset_hours("Asia/Tokyo", NOW), eng.utc_offset_hours("America/New_York", NOW)
+    priors = np.stack([eng.utc_prior(local, tokyo), eng.utc_prior(local, new_york)])
+    plan = sto.score(
+        counts=np.zeros((2, eng.HOURS_OF_WEEK)),
+        prior=priors,
+        prior_strength=5.0,
+        starts=np.array([int((NOW - timedelta(hours=12)).timestamp())] * 2),
+        window_hours=48,
+        jitter=np.zeros(2),
+    )
+    assert sent_at(plan, 0) == NOW + timedelta(hours=9 - 9)  # Monday 09:00 JST is 00:00 UTC
+    assert sent_at(plan, 1) == NOW + timedelta(hours=9 + 4)  # Monday 09:00 EDT is 13:00 UTC
+
+
+def test_utc_offsets_round_to_the_nearest_hour():
+    summer = datetime(2026, 6, 1, tzinfo=UTC)
+    assert [eng.utc_offset_hours(z, summer) for z in ("Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns", "UTC")] == [
+        6,
+        6,
+        -2,
+        0,
+    ]
