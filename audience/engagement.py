@@ -123,10 +123,20 @@ def exposure_corrected(engagement: np.ndarray, exposure: np.ndarray) -> np.ndarr
     """
     if not exposure.any():
         return engagement
-    spread = exposure + 0.5 * np.roll(exposure, 1, axis=-1) + 0.25 * np.roll(exposure, 2, axis=-1)
-    rates = engagement / (spread + np.maximum(1.0, spread.mean(axis=-1, keepdims=True)))
+    # exposure + 0.5 * (exposure one hour earlier) + 0.25 * (two hours earlier), around the week, in place:
+    # the fan-out runs this over every recipient's profile.
+    spread = exposure.astype(np.float64, copy=True)
+    spread[..., 1:] += 0.5 * exposure[..., :-1]
+    spread[..., :1] += 0.5 * exposure[..., -1:]
+    spread[..., 2:] += 0.25 * exposure[..., :-2]
+    spread[..., :2] += 0.25 * exposure[..., -2:]
+    spread += np.maximum(1.0, spread.mean(axis=-1, keepdims=True))
+    rates = np.divide(engagement, spread, out=spread)
     total = engagement.sum(axis=-1, keepdims=True)
     rate_total = rates.sum(axis=-1, keepdims=True)
     scale = np.divide(total, rate_total, out=np.zeros_like(total), where=rate_total > 0)
-    has_exposure = exposure.sum(axis=-1, keepdims=True) > 0
-    return np.where(has_exposure, rates * scale, engagement)
+    rates *= scale
+    unsent = exposure.sum(axis=-1) <= 0
+    if unsent.any():
+        rates[unsent] = engagement[unsent]
+    return rates

@@ -10,7 +10,7 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
 from accounts.models import Workspace
 from audience import engagement as eng
@@ -206,15 +206,19 @@ def _prior_chunks(*, workspace: Workspace, chunk: int):
     last, read = None, 0
     while read < limit:
         page = profiles.filter(contact_id__gt=last) if last is not None else profiles
-        sql, params = page.values_list("contact_id", "engagement", "exposure", "decayed_to", "contact__timezone")[
-            : min(chunk, limit - read)
-        ].query.sql_with_params()
+        # The zone by primary key per row (a subquery, not a join: a join read every contact per chunk).
+        zone = Subquery(Contact.objects.filter(pk=OuterRef("contact_id")).order_by().values("timezone")[:1])
+        sql, params = (
+            page.annotate(zone=zone)
+            .values_list("contact_id", "engagement", "exposure", "decayed_to", "zone")[: min(chunk, limit - read)]
+            .query.sql_with_params()
+        )
         query = (
             "SELECT count(*), max(q.contact_id::text), "
             "string_agg(CASE WHEN length(q.engagement) = %s THEN q.engagement ELSE %s END, ''::bytea), "
             "string_agg(CASE WHEN length(q.exposure) = %s THEN q.exposure ELSE %s END, ''::bytea), "
             "array_agg(COALESCE((EXTRACT(EPOCH FROM q.decayed_to) * 1000000)::int8, 0)), "
-            "array_agg(q.contact__timezone) "
+            "array_agg(q.zone) "
             f"FROM ({sql}) q"
         )
         connection.ensure_connection()

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun
 from campaigns.planning import STO_CHUNK, ChunkPlan, RunPlanner, SendPolicy
-from campaigns.selectors import campaign_recipient_chunks, campaign_recipients
+from campaigns.selectors import campaign_recipient_chunks, campaign_recipient_id_chunks, campaign_recipients
 from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
 from common.db import try_advisory_xact_lock
 from delivery import engine as delivery_engine
@@ -210,13 +210,14 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
     )
     size = settings.DELIVERY_FANOUT_CHUNK_SIZE
     if planner.sto and _is_postgres():
+        with transaction.atomic():
+            planner.choose_holdout(campaign_recipient_id_chunks(recipients=recipients))
         _fan_out_columns(run=run, planner=planner, recipients=recipients, writer=writer, size=size)
         return _finish_fan_out(run=run, written=writer.written, now=now)
-    rows = recipients.order_by(*planner.order).values_list(*planner.columns).iterator(chunk_size=size)
-    position = 0
+    planner.choose_holdout(campaign_recipient_id_chunks(recipients=recipients))
+    rows = recipients.order_by().values_list(*planner.columns).iterator(chunk_size=size)
     while chunk := list(itertools.islice(rows, size)):
-        writer.write(planner.plan(chunk, position=position))
-        position += len(chunk)
+        writer.write(planner.plan(chunk))
         if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
             break
     return _finish_fan_out(run=run, written=writer.written, now=now)
@@ -228,7 +229,6 @@ def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, write
     few times: this bounds the worker's memory); their plans (a few numbers each) written `size` at a time
     by one binary COPY and one INSERT ... SELECT. One transaction for the whole run: the cursor lives in it,
     and a worker killed half-way leaves nothing to skip on the re-run."""
-    position = 0
     pending: list[ChunkPlan] = []
 
     def flush() -> None:
@@ -245,8 +245,7 @@ def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, write
 
     with transaction.atomic():
         for chunk in campaign_recipient_chunks(recipients=recipients, size=min(size, STO_CHUNK)):
-            pending.append(planner.plan_chunk(chunk, position=position))
-            position += len(chunk)
+            pending.append(planner.plan_chunk(chunk))
             if sum(len(p) for p in pending) >= size:
                 flush()
                 if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():

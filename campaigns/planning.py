@@ -18,6 +18,7 @@ inside them, and any time still inside them (a fixed launch or local time, a win
 to their end, with the reason code `quiet_hours`.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -59,6 +60,7 @@ class SendPolicy:
     sto_window_hours: int | None = None
     sto_holdout_percent: int = 0
     quiet_hours: QuietHours | None = None
+    holdout_salt: int = 0  # the campaign's: each campaign holds out its own share of the audience
 
     @classmethod
     def for_campaign(cls, *, campaign, launch_at: datetime, occurrence: datetime | None = None) -> "SendPolicy":
@@ -75,6 +77,7 @@ class SendPolicy:
             sto_window_hours=sto_config.get("window_hours"),
             sto_holdout_percent=sto_config.get("holdout_percent") or 0,
             quiet_hours=QuietHours.from_dict(campaign.quiet_hours),
+            holdout_salt=campaign.pk.int if campaign.pk else 0,
         )
 
 
@@ -289,9 +292,9 @@ _HOUR_SPAN = 1 << 20  # hours after the planner's base hour a chosen hour may li
 
 class RunPlanner:
     """Plans chunks of recipients of one run. Rows are `RECIPIENT_COLUMNS` with STO, `PLAIN_COLUMNS`
-    without; `position` is the first row's index in the run's order (by contact id), which decides the
-    holdout. `plan` returns (contact_id, email, send_at, reason_code, reason) per row, in the rows' order;
-    with STO `plan_chunk` plans columns (RecipientChunk) without a Python step per recipient."""
+    without; with STO, `choose_holdout` sees every recipient's id first. `plan` returns (contact_id, email,
+    send_at, reason_code, reason) per row, in the rows' order; with STO `plan_chunk` plans columns
+    (RecipientChunk) without a Python step per recipient. Neither depends on the order rows come in."""
 
     def __init__(self, *, policy: SendPolicy, workspace):
         self.policy = policy
@@ -300,9 +303,8 @@ class RunPlanner:
         self.now = policy.launch_at
         self.sto = bool(policy.sto_window_hours)
         self.columns = RECIPIENT_COLUMNS if self.sto else PLAIN_COLUMNS
-        # By contact id with STO: the holdout is chosen by position in this order, so the send-plan preview
-        # and a fan-out run again after a crash pick the same recipients.
-        self.order = ("id",) if self.sto else ()
+        self._holdout_chosen = not self.sto
+        self._holdout_max: int | None = None
         self.prior = engagement_prior(workspace=workspace, now=self.now) if self.sto else None
         self._windows: dict[str, tuple[Planned, str]] = {}  # per zone: the window start and display zone
         self._fixed: dict[str, Planned] = {}  # per zone without STO: the send time, out of quiet hours
@@ -329,7 +331,20 @@ class RunPlanner:
             self._fixed[zone] = plan_recipient(policy=self.policy, contact_timezone=zone)
         return self._fixed[zone]
 
-    def plan(self, rows: list[tuple], *, position: int = 0) -> list[tuple]:
+    def choose_holdout(self, ids: Iterable[bytes]) -> None:
+        """Decide the holdout from every recipient's id (chunks of 16-byte ids, in any order): exactly
+        floor(N * holdout_percent / 100) of them, by a hash of id and campaign, so the choice depends on
+        neither the order the recipients are read in nor the chunks. Called before planning when the
+        campaign has a holdout; the fan-out and the preview read the same recipients, so they agree."""
+        if not self.sto or not self.policy.sto_holdout_percent:
+            self._holdout_chosen = True
+            return
+        keys = [sto.holdout_keys(chunk, len(chunk) // 16, self.policy.holdout_salt) for chunk in ids]
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
+        self._holdout_max = sto.holdout_threshold(all_keys, self.policy.sto_holdout_percent)
+        self._holdout_chosen = True
+
+    def plan(self, rows: list[tuple]) -> list[tuple]:
         if not self.sto:
             out = []
             for contact_id, email, zone in rows:
@@ -339,7 +354,7 @@ class RunPlanner:
         if not rows:
             return []
         chunk = RecipientChunk.from_rows(rows)
-        planned = self.plan_chunk(chunk, position=position)
+        planned = self.plan_chunk(chunk)
         return [(row[0], row[1], *planned.entry(i)) for i, row in enumerate(rows)]
 
     # --- STO, by columns ---------------------------------------------------------------------------------
@@ -365,7 +380,7 @@ class RunPlanner:
             self._zone_quiet.append(_quiet_intervals(quiet, tz, start.send_at, hours))
         return pos
 
-    def plan_chunk(self, chunk: RecipientChunk, *, position: int = 0) -> ChunkPlan:
+    def plan_chunk(self, chunk: RecipientChunk) -> ChunkPlan:
         n = len(chunk)
         zpos = (
             np.array([self._zone(z) for z in chunk.zones], dtype=np.int64)[chunk.zone_of]
@@ -377,7 +392,11 @@ class RunPlanner:
         ages = np.where(chunk.decayed_to_us > 0, (now_us - chunk.decayed_to_us) / 1e6, 0.0)
         factors = eng.decay(ages)
         jitter = sto.jitter_of(chunk.ids, n)
-        holdout = sto.holdout_mask(np.arange(position, position + n), self.policy.sto_holdout_percent)
+        if not self._holdout_chosen:
+            raise RuntimeError("choose_holdout() must see the recipients before plan_chunk() plans them")
+        holdout = None
+        if self._holdout_max is not None:
+            holdout = sto.holdout_keys(chunk.ids, n, self.policy.holdout_salt) <= np.uint64(self._holdout_max)
         masks = np.stack(self._zone_masks) if self.policy.quiet_hours is not None and n else None
         priors = np.stack(self._zone_priors) if n else None
         send_at = np.empty(n, dtype=np.int64)
@@ -396,7 +415,7 @@ class RunPlanner:
                 starts=starts[part],
                 window_hours=self.policy.sto_window_hours,
                 jitter=jitter[part],
-                holdout=holdout[part],
+                holdout=holdout[part] if holdout is not None else None,
                 excluded=masks[zpos[part]] if masks is not None else None,
             )
             send_at[part], code[part] = plan.send_at, plan.code

@@ -118,14 +118,15 @@ _NO_PROFILE = bytes(eng.HOURS_OF_WEEK * np.dtype(eng.DTYPE).itemsize)
 
 
 def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[RecipientChunk]:
-    """The recipients as columns for the STO planner, in chunks of `size`, by contact id (the run's order).
+    """The recipients as columns for the STO planner, in chunks of `size`, in whatever order the database
+    finds cheapest (nothing in the plan depends on it: the holdout is chosen by a hash).
 
     PostgreSQL: one query through a binary server-side cursor; every row has a fixed-size profile (zeros
     when the contact has none), so a chunk's profiles are one join of bytes and one numpy view, with no
     Python per recipient but the driver's own. Must run inside a transaction (the cursor lives in it).
     Elsewhere: the ORM's rows of planning.RECIPIENT_COLUMNS."""
     if connection.vendor != "postgresql":
-        rows = recipients.order_by("id").values_list(*RECIPIENT_COLUMNS).iterator(chunk_size=size)
+        rows = recipients.order_by().values_list(*RECIPIENT_COLUMNS).iterator(chunk_size=size)
         while chunk := list(itertools.islice(rows, size)):
             yield RecipientChunk.from_rows(chunk)
         return
@@ -145,10 +146,14 @@ def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[Re
         "CASE WHEN length(q.engagement__exposure) = %s THEN q.engagement__exposure ELSE %s END, "
         "COALESCE((EXTRACT(EPOCH FROM q.engagement__decayed_to) * 1000000)::int8, 0), "
         "COALESCE(q.engagement__opens, 0)::int8, COALESCE(q.engagement__clicks, 0)::int8 "
-        f"FROM ({sql}) q ORDER BY q.id"
+        f"FROM ({sql}) q"
     )
     width = len(_NO_PROFILE)
     connection.ensure_connection()
+    with connection.cursor() as plain:
+        # Plan for reading every row, not the first few (a cursor's default): hash joins and sequential
+        # scans, not an index walk over a profile table that does not fit in memory.
+        plain.execute("SET LOCAL cursor_tuple_fraction = 1.0")
     with connection.connection.cursor(name=f"recipients_{uuid.uuid4().hex}", binary=True) as cursor:
         cursor.execute(query, [width, _NO_PROFILE, width, _NO_PROFILE, *params])
         parts: list[RecipientChunk] = []
@@ -163,6 +168,22 @@ def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[Re
                 parts, have = [], 0
         if parts:
             yield RecipientChunk.concat(parts)
+
+
+def campaign_recipient_id_chunks(*, recipients: QuerySet, size: int = 20_000) -> Iterator[bytes]:
+    """Every recipient's id, 16 bytes each, in chunks (for RunPlanner.choose_holdout). PostgreSQL: a binary
+    cursor inside the caller's transaction; only 16 bytes a recipient cross."""
+    if connection.vendor != "postgresql":
+        ids = recipients.order_by().values_list("id", flat=True).iterator(chunk_size=size)
+        while chunk := list(itertools.islice(ids, size)):
+            yield b"".join(i.bytes for i in chunk)
+        return
+    sql, params = recipients.order_by().values_list("id").query.sql_with_params()
+    connection.ensure_connection()
+    with connection.connection.cursor(name=f"recipient_ids_{uuid.uuid4().hex}", binary=True) as cursor:
+        cursor.execute(f"SELECT uuid_send(q.id) FROM ({sql}) q", params)
+        while rows := cursor.fetchmany(size):
+            yield b"".join(row[0] for row in rows)
 
 
 _FETCH_ROWS = 500
@@ -534,8 +555,9 @@ def _sto_plan(
     sample = []
     position = 0
     with transaction.atomic():
+        planner.choose_holdout(campaign_recipient_id_chunks(recipients=recipients))
         for chunk in campaign_recipient_chunks(recipients=recipients, size=STO_CHUNK):
-            planned = planner.plan_chunk(chunk, position=position)
+            planned = planner.plan_chunk(chunk)
             position += len(chunk)
             hours = planned.send_at // 3600
             zone_of = chunk.zone_of

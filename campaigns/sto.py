@@ -104,11 +104,30 @@ def score(
     return Plan(send_at=send_at, code=code, bucket=bucket, evidence=evidence)
 
 
-def holdout_mask(positions: np.ndarray, percent: int) -> np.ndarray:
-    """Exactly floor(N * percent / 100) of positions 0..N-1, evenly spread, whatever N turns out to be:
-    position i is held out when the running share crosses a whole recipient at i (integer arithmetic)."""
-    positions = positions.astype(np.int64)
-    return ((positions + 1) * percent) // 100 > (positions * percent) // 100
+def holdout_keys(keys: bytes, count: int, salt: int) -> np.ndarray:
+    """A 64-bit number per 16-byte key (a contact's UUID), the same for one campaign (`salt`) every time
+    and unrelated to the jitter: the contacts with the smallest are the campaign's holdout."""
+    if not count:
+        return np.zeros(0, dtype=np.uint64)
+    halves = np.frombuffer(keys, dtype="<u8").reshape(count, 2)
+    with np.errstate(over="ignore"):
+        x = (halves[:, 0] ^ np.uint64(salt & 0xFFFFFFFFFFFFFFFF)) * np.uint64(0xD6E8FEB86659FD93)
+        x ^= halves[:, 1] + np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(32)
+        x *= np.uint64(0xD6E8FEB86659FD93)
+        x ^= x >> np.uint64(32)
+        x *= np.uint64(0xD6E8FEB86659FD93)
+        x ^= x >> np.uint64(32)
+    return x
+
+
+def holdout_threshold(keys: np.ndarray, percent: int) -> int | None:
+    """The largest key of the holdout: exactly floor(N * percent / 100) of the N keys are at or below it
+    (keys of distinct contacts differ: a 64-bit hash). None: nobody is held out."""
+    k = len(keys) * percent // 100
+    if k <= 0:
+        return None
+    return int(np.partition(keys, k - 1)[k - 1])
 
 
 def jitter_of(keys: bytes, count: int) -> np.ndarray:

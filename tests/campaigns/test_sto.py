@@ -147,8 +147,23 @@ def test_jitter_never_moves_a_contact_out_of_its_hour():
 
 
 def test_holdout_share_is_exact_within_rounding():
-    for n, percent in [(1000, 10), (999, 10), (7, 50), (12345, 3)]:
-        assert sto.holdout_mask(np.arange(n), percent).sum() == n * percent // 100
+    for n, percent in [(1, 10), (7, 10), (100, 10), (999, 25), (1000, 3), (20_001, 50)]:
+        keys = sto.holdout_keys(b"".join(uuid.uuid4().bytes for _ in range(n)), n, salt=42)
+        threshold = sto.holdout_threshold(keys, percent)
+        held = 0 if threshold is None else int((keys <= np.uint64(threshold)).sum())
+        assert held == n * percent // 100, (n, percent)
+
+
+def test_the_holdout_depends_on_contact_and_campaign_not_on_order():
+    ids = b"".join(uuid.uuid4().bytes for _ in range(1000))
+    shuffled = b"".join(ids[16 * i : 16 * i + 16] for i in reversed(range(1000)))
+    keys = sto.holdout_keys(ids, 1000, salt=1)
+    assert sorted(sto.holdout_keys(shuffled, 1000, salt=1).tolist()) == sorted(keys.tolist())
+    threshold = sto.holdout_threshold(keys, 10)
+    other = sto.holdout_keys(ids, 1000, salt=2)
+    other_threshold = sto.holdout_threshold(other, 10)
+    # Another campaign holds out other contacts (nearly all of them: 10% of 10% overlap by chance).
+    assert ((keys <= np.uint64(threshold)) & (other <= np.uint64(other_threshold))).sum() < 40
 
 
 def test_holdout_recipients_get_the_window_start():

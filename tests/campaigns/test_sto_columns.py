@@ -13,7 +13,7 @@ from audience.models import Contact, EngagementProfile
 from campaigns.launching import run_fan_out
 from campaigns.models import Campaign, CampaignRun
 from campaigns.planning import RECIPIENT_COLUMNS, RunPlanner, SendPolicy, _quiet_intervals
-from campaigns.selectors import campaign_recipients
+from campaigns.selectors import campaign_recipient_id_chunks, campaign_recipients
 from common.quiet_hours import QuietHours
 from delivery.models import Delivery
 from delivery.services import engagement_import
@@ -68,9 +68,9 @@ def fan_out_and_reference(workspace, label, settings, **campaign_fields):
     run = CampaignRunFactory(campaign=campaign, status=CampaignRun.Status.PENDING, due_at=LAUNCH, occurrence_at=LAUNCH)
     policy = SendPolicy.for_campaign(campaign=campaign, launch_at=LAUNCH, occurrence=LAUNCH)
     planner = RunPlanner(policy=policy, workspace=workspace)
-    rows = list(
-        campaign_recipients(workspace=workspace, campaign=campaign).order_by("id").values_list(*RECIPIENT_COLUMNS)
-    )
+    recipients = campaign_recipients(workspace=workspace, campaign=campaign)
+    planner.choose_holdout(campaign_recipient_id_chunks(recipients=recipients, size=5))
+    rows = list(recipients.order_by("email").values_list(*RECIPIENT_COLUMNS))  # any order gives the same plan
     reference = {email: (send_at, code, reason) for _, email, send_at, code, reason in planner.plan(rows)}
     settings.DELIVERY_FANOUT_CHUNK_SIZE = 7  # several chunks, one of them short
     run_fan_out(run_id=run.id, now=LAUNCH)
