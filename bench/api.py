@@ -147,13 +147,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    parser.add_argument(
-        "--contacts", type=int, default=10_000, help="audience size of the scheduled campaigns"
-    )
+    parser.add_argument("--contacts", type=int, default=10_000, help="audience size of the scheduled campaigns")
     parser.add_argument("--campaigns", type=int, default=500)
     parser.add_argument("--worker-class", default=os.environ.get("WEB_WORKER_CLASS", "sync"), help="sync or gthread")
     parser.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
     parser.add_argument("--only", default="", help="comma-separated endpoint names' first words to keep")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")), help="gunicorn's port (default: a free one)"
+    )
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: bench/run api installs it (apt-get install wrk)")
@@ -187,7 +188,7 @@ def main(argv=None) -> dict:
 
     empty, _ = Workspace.objects.get_or_create(name="api bench, no labels")
     _, empty_key = api_key_create(workspace=empty, name="bench")
-    port = free_port()
+    port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = product_env(email_url="smtp://127.0.0.1:9", API_RATE_LIMIT="100000000/min")
     web = Proc(
