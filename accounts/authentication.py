@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiKey, Workspace
+from accounts.selectors import api_key_by_hash
 from common.db import is_lock_timeout, sqlite_busy_timeout
 
 LAST_USED_WAIT_MS = 100
@@ -43,9 +44,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("The Authorization header is not readable.") from None
         if scheme.lower() != self.keyword or not raw.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
-        api_key = (
-            ApiKey.objects.select_related("workspace").filter(key_hash=ApiKey.hash_key(raw.strip())).first()
-        )
+        api_key = api_key_by_hash(key_hash=ApiKey.hash_key(raw.strip()))
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is not valid.")
         # Read from the database on every request (one indexed query), never cached: a revocation or an
@@ -77,4 +76,3 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                     raise
                 return
             api_key.last_used_at = now
-

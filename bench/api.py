@@ -1,6 +1,6 @@
 """API latency and throughput under 50 concurrent clients, against gunicorn as the Procfile runs it
-(sync workers, WEB_CONCURRENCY of them, default 2), driven by wrk (a C load generator, so the load tool does
-not eat the cores the server needs). Endpoints:
+(config/gunicorn.py: gthread workers, one per core, 4 threads each; docs/decisions/110), driven by wrk (a C
+load generator, so the load tool does not eat the cores the server needs). Endpoints:
 
 - POST /api/v1/campaigns/{id}/schedule: a reschedule, rotating over many ready campaigns (each call
   checks readiness, which counts the audience's sendable contacts).
@@ -10,8 +10,8 @@ not eat the cores the server needs). Endpoints:
 Two baseline rows come first, measured in the same run, so each endpoint reads as a share of the
 framework's ceiling on this server: Django's bare `GET /healthz` (no database, no DRF) and an authenticated
 empty list (`GET /api/v1/labels?page_size=1` of a workspace without labels: authentication, rate limit,
-DRF, pagination and middleware, and no work). `--worker-class gthread --web-threads N` measures gunicorn's
-threaded workers instead of the Procfile's sync ones.
+DRF, pagination and middleware, and no work). `--worker-class sync --web-threads 1` measures gunicorn's
+sync workers instead of the Procfile's threaded ones.
 
 The API key's rate limit is raised for the run (API_RATE_LIMIT), or wrk would mostly measure 429s.
 Run: bench/run api [--duration 15] [--connections 50] [--contacts 10000]
@@ -146,14 +146,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--duration", type=int, default=15, help="seconds per endpoint")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    parser.add_argument(
-        "--contacts", type=int, default=10_000, help="audience size of the scheduled campaigns"
-    )
+    cores = os.cpu_count() or 2
+    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or cores))
+    parser.add_argument("--contacts", type=int, default=10_000, help="audience size of the scheduled campaigns")
     parser.add_argument("--campaigns", type=int, default=500)
-    parser.add_argument("--worker-class", default=os.environ.get("WEB_WORKER_CLASS", "sync"), help="sync or gthread")
-    parser.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
+    parser.add_argument("--worker-class", default=os.environ.get("WEB_WORKER_CLASS", "gthread"), help="sync or gthread")
+    parser.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", "4")))
     parser.add_argument("--only", default="", help="comma-separated endpoint names' first words to keep")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("BENCH_PORT", "0")), help="gunicorn's port (default: a free one)"
+    )
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: bench/run api installs it (apt-get install wrk)")
@@ -187,7 +189,7 @@ def main(argv=None) -> dict:
 
     empty, _ = Workspace.objects.get_or_create(name="api bench, no labels")
     _, empty_key = api_key_create(workspace=empty, name="bench")
-    port = free_port()
+    port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = product_env(email_url="smtp://127.0.0.1:9", API_RATE_LIMIT="100000000/min")
     web = Proc(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -342,9 +343,7 @@ def memory_kb(pid: int) -> dict:
     return out
 
 
-def celery_worker(
-    name: str, *, queues: str, concurrency: int, env: dict, extra: list[str] | None = None
-) -> Proc:
+def celery_worker(name: str, *, queues: str, concurrency: int, env: dict, extra: list[str] | None = None) -> Proc:
     tag = uuid.uuid4().hex[:6]
     args = [
         CELERY,
@@ -407,7 +406,12 @@ def flush_redis() -> None:
     """Empty the bench's own Redis database (REDIS_URL names it) so no task of an earlier run is left."""
     import redis
 
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    url = os.environ["REDIS_URL"]
+    # redis-py reads a path that is not a number (`/BENCH4`) as no database, i.e. database 0: refuse it
+    # rather than empty a database that is not the bench's.
+    if not re.fullmatch(r"/\d+", urllib.parse.urlsplit(url).path or ""):
+        raise SystemExit(f"REDIS_URL {url!r} names no database number (redis://host:port/N); not flushing it")
+    redis.Redis.from_url(url).flushdb()
 
 
 # --- data ---------------------------------------------------------------------------------------------------

@@ -72,10 +72,13 @@ class CampaignViewSet(WorkspaceApiMixin, viewsets.GenericViewSet):
 
     @extend_schema(summary="List campaigns", tags=TAGS, responses=CampaignOutput(many=True))
     def list(self, request):
-        queryset = self.filter_queryset(self.get_queryset())
+        queryset = self.filter_queryset(selectors.campaign_list_page(workspace=self.workspace))
         page = self.paginate_queryset(queryset)
-        summaries = selectors.campaign_summaries(workspace=self.workspace, campaigns=page)
-        return self.get_paginated_response(CampaignOutput(page, many=True, context={"summaries": summaries}).data)
+        context = {
+            "summaries": selectors.campaign_summaries(workspace=self.workspace, campaigns=page),
+            "label_ids": selectors.campaign_label_ids(campaigns=page),
+        }
+        return self.get_paginated_response(CampaignOutput(page, many=True, context=context).data)
 
     @extend_schema(
         summary="Create a campaign (scheduled at once when it has a schedule and is ready)",

@@ -116,3 +116,15 @@ def test_revoking_a_key_of_another_workspace_is_not_found(workspace, other_works
         api_key_revoke(workspace=workspace, api_key_id=api_key.pk)
     api_key.refresh_from_db()
     assert api_key.revoked is False
+
+
+def test_the_authenticated_key_carries_its_workspace_without_another_query(workspace):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api_key, raw = api_key_create(workspace=workspace, name="one query")
+    request = Request(APIRequestFactory().get(URL, HTTP_AUTHORIZATION=f"Bearer {raw}"))
+    with CaptureQueriesContext(connection) as queries:
+        _, found = ApiKeyAuthentication().authenticate(request)
+        assert (found.pk, found.workspace.pk, found.workspace.name) == (api_key.pk, workspace.pk, workspace.name)
+    assert len([q for q in queries.captured_queries if "SELECT" in q["sql"]]) == 1

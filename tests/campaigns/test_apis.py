@@ -117,6 +117,18 @@ def test_list_filters_by_status_category_and_label(api, workspace):
     assert api.get(f"/api/v1/campaigns?label={tag.id}").json()["count"] == 1
 
 
+def test_a_list_item_is_the_campaign_as_get_answers_it(api, ready_campaign, workspace):
+    # The list reads labels, schedules and summaries for the whole page at once; GET reads one campaign.
+    ready_campaign.labels.set([LabelFactory(workspace=workspace, name=n) for n in ("zeta", "alpha", "mid")])
+    api.post(url(ready_campaign, "schedule"), {"scheduled_at": "2026-07-01T09:00:00Z"}, format="json")
+    CampaignFactory(workspace=workspace)
+    listed = {item["id"]: item for item in api.get("/api/v1/campaigns").json()["results"]}
+    one = api.get(url(ready_campaign)).json()
+    assert listed[str(ready_campaign.id)] == one
+    assert one["schedule"]["scheduled_at"] == "2026-07-01T09:00:00Z"
+    assert len(one["labels"]) == 3
+
+
 def test_list_rejects_unknown_status_filter(api):
     response = api.get("/api/v1/campaigns?status=bogus")
     assert response.status_code == 400
