@@ -2,8 +2,9 @@
 PIPELINING (RFC 2920) and one that does not: what reached the wire, and how each refusal is classified."""
 
 import pytest
+from django.db import connection
 
-from delivery.models import Delivery
+from delivery.models import Delivery, SendProgress
 from delivery.services import delivery_send_batch
 from delivery.transport import SendError, Transport
 from tests.smtp_server import SmtpServer
@@ -175,3 +176,22 @@ def test_a_batch_over_a_pipelining_server_sends_each_message_once_and_bounces_th
     delivery_send_batch(delivery_ids=[d.id for d in deliveries])
     assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(d.email for i, d in enumerate(deliveries) if i != 1)
     assert [Delivery.objects.get(pk=d.pk).status for d in deliveries] == ["sent", "bounced", "sent", "sent"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_progress_row_is_taken_mid_exchange_sends_no_further_message(server, make_deliveries):
+    """The reaper deletes a dead claim's progress row first (docs/decisions/100); here it does so while the
+    server holds the first message, so the second message's progress UPDATE, already sent when its envelope
+    goes, finds nothing: the batch must stop before that message's body."""
+    deliveries = make_deliveries(3)
+
+    def reap(received) -> None:
+        SendProgress.objects.all().delete()
+        connection.close()  # this thread's own connection
+
+    server.on_message = reap
+    delivery_send_batch(delivery_ids=[d.id for d in deliveries])
+    assert [m.rcpt_tos for m in server.messages] == [[deliveries[0].email]]
+    # The second envelope was answered, then the connection closed: no line of the message, not even a QUIT
+    # (after 354 it would be one).
+    assert server.lines[-2:] == [f"rcpt TO:<{deliveries[1].email}>".encode(), b"data"]
