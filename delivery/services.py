@@ -786,6 +786,11 @@ class _ProgressMove:
                 # then committed).
                 stack.close()
                 return self._cursor.rowcount if self._cursor is not None else -1
+        except BaseException:
+            # Interrupted (a task time limit) or failed half-way out of pipeline mode: the connection's state
+            # is unknown, so it is dropped and the batch's next statement opens a fresh one.
+            connection.close()
+            raise
         finally:
             if self._cursor is not None:
                 self._cursor.close()
