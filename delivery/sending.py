@@ -7,6 +7,7 @@ parts and headers go out as a Django EmailMultiAlternatives instead of bytes.
 """
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -106,14 +107,26 @@ def dry_run(message: OutgoingMessage) -> None:
     message_bytes(message)
 
 
-def hand_off(transport: Transport, message: OutgoingMessage, *, raw: bytes | None = None) -> None:
+def hand_off(
+    transport: Transport,
+    message: OutgoingMessage,
+    *,
+    raw: bytes | None = None,
+    before_body: Callable[[], None] | None = None,
+) -> None:
     """Hand over `raw` (bytes from message_bytes, possibly transformed since, e.g. signed) when the transport
-    takes bytes, else the message as a Django EmailMessage. Raises delivery.transport.SendError."""
+    takes bytes, else the message as a Django EmailMessage. Raises delivery.transport.SendError.
+    `before_body` runs before the message can be accepted: over SMTP after the envelope and DATA were
+    answered (delivery.transport.exchange), otherwise before the hand-off; what it raises stops the message."""
     if transport.raw_capable:
         if raw is None:
             raw = message_bytes(message)
-        transport.send_raw(from_email=message.content.from_email, to_email=message.to_email, raw=raw)
+        transport.send_raw(
+            from_email=message.content.from_email, to_email=message.to_email, raw=raw, before_body=before_body
+        )
     else:
+        if before_body is not None:
+            before_body()
         transport.send_email(as_email_message(message))
 
 

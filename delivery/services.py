@@ -8,9 +8,10 @@
   owner answers that, see delivery.sources). A redelivered or duplicated task finds nothing to claim.
 - Mark: a chunk of DELIVERY_MARK_EVERY rows goes to `sending` in one statement (which also writes the
   previous chunk's outcomes), and before each hand-off the batch's one-row progress record (SendProgress)
-  moves to that delivery. A worker killed mid-batch therefore leaves exactly one row in doubt (the one at
-  the progress position, for the reaper's policy); the chunk's rows below it were accepted and are settled
-  `sent`, those above it and the later chunks' `queued` rows were never attempted. docs/decisions/010, 100.
+  moves to that delivery (over SMTP its answer is read after the envelope, before the message itself goes).
+  A worker killed mid-batch therefore leaves exactly one row in doubt (the one at the progress position,
+  for the reaper's policy); the chunk's rows below it were accepted and are settled `sent`, those above it
+  and the later chunks' `queued` rows were never attempted. docs/decisions/010, 100, 101.
 - Every write after the claim carries `WHERE lease_until = <this claim's lease>` (a fencing token):
   once a lease has expired and another worker has re-claimed a row, this call can no longer change it. A
   live batch renews the lease (rows and progress record together) once half of it is gone.
@@ -24,6 +25,7 @@ Tracking writes take a delivery id read from a signed token (delivery.tracking):
 authority there, there is no API key and so no workspace to scope by.
 """
 
+import contextlib
 import itertools
 import logging
 import time
@@ -34,6 +36,7 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -490,8 +493,8 @@ class _Batch:
                         self._defer(waiting, delay=wait, error="")
                         held.update(r.id for r in waiting)
                         continue
-                    self._advance(row.id)
-                    self._send_one(transport, prepared)
+                    move = self._advance(row.id, overlap=not row.sandbox and transport.raw_capable)
+                    self._send_one(transport, prepared, move)
         except LeaseLost:
             logger.warning("Batch lost its lease (its rows were given back by the reaper); it stops here")
         finally:
@@ -543,19 +546,24 @@ class _Batch:
         self.pending = []
         return [p for p in chunk if marked.get(p.row.id) == S.SENDING]
 
-    def _advance(self, delivery_id: int) -> None:
+    def _advance(self, delivery_id: int, *, overlap: bool = False) -> "_ProgressMove":
         """Record that `delivery_id` is the one being handed over now (and so that every earlier one of
-        this claim went out): a one-row HOT update. Raises LeaseLost when the reaper has taken the claim."""
+        this claim went out): a one-row HOT update. With `overlap` (an SMTP hand-off on PostgreSQL) the
+        UPDATE is only sent here and its answer read by the returned move's `confirm`, which the hand-off
+        calls before the message itself goes (docs/decisions/101); otherwise it is answered here. Raises
+        LeaseLost (here or from `confirm`) when the reaper has taken the claim."""
         now = timezone.now()
         if now >= self.renew_at:
             self._renew(now)
+        sql = f"UPDATE {_PROGRESS_TABLE} SET position = %s, moved_at = %s WHERE lease_until = %s"
+        params = [delivery_id, _dt(now), _dt(self.lease)]
+        if overlap and _is_postgres():
+            return _ProgressMove(sql, params)
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {_PROGRESS_TABLE} SET position = %s, moved_at = %s WHERE lease_until = %s",
-                [delivery_id, _dt(now), _dt(self.lease)],
-            )
+            cursor.execute(sql, params)
             if cursor.rowcount != 1:
                 raise LeaseLost()
+        return _ProgressMove.answered()
 
     def _renew(self, now: datetime) -> None:
         """Extend the claim: the progress row first (gone means the reaper took the claim), then every row
@@ -581,13 +589,17 @@ class _Batch:
         if self.progress:
             SendProgress.objects.filter(lease_until=self.lease).delete()
 
-    def _send_one(self, transport: Transport | None, prepared: _Prepared) -> None:
+    def _send_one(self, transport: Transport | None, prepared: _Prepared, move: "_ProgressMove") -> None:
         row, message = prepared.row, prepared.message
         attempts = row.attempts + 1
         try:
             if not row.sandbox:
-                sending.hand_off(transport, message, raw=prepared.raw)
+                sending.hand_off(transport, message, raw=prepared.raw, before_body=move.confirm)
+            move.confirm()
         except SendError as exc:
+            # Refused before the message went (MAIL, RCPT, DATA) or after it: either way the progress row's
+            # answer comes first, so a batch that lost its lease writes no outcome.
+            move.confirm()
             if exc.permanent and exc.recipient_fault:
                 self._end(row, S.SENDING, S.BOUNCED, error=str(exc), counter="bounced")
                 contact_suppress(
@@ -616,6 +628,8 @@ class _Batch:
             # position for sent, so a refused one must not stay `sending`.
             self._flush()
             return
+        finally:
+            move.finish()
         self.pending.append(
             _Outcome(row.id, S.SENDING, S.SENT, sent_at=timezone.now(), message_id=message.message_id, error="")
         )
@@ -720,6 +734,67 @@ class _Batch:
                 signals.deliveries_counted.send(sender=Delivery, run_id=run_id, counts=dict(counts))
         for run_id in run_ids:
             delivery_run_check_final(run_id=run_id)
+
+
+class _ProgressMove:
+    """The progress row's UPDATE on its way (psycopg's pipeline mode, PostgreSQL 14+ protocol): sent before
+    the SMTP exchange, answered by `confirm` just before the message itself goes, so the database round trip
+    overlaps the SMTP one (docs/decisions/101). `confirm` raises LeaseLost when the row was not moved."""
+
+    def __init__(self, sql: str, params: list):
+        self._stack: contextlib.ExitStack | None = contextlib.ExitStack()
+        self._cursor: psycopg.Cursor | None = None
+        self._answered = False
+        connection.ensure_connection()
+        pg = connection.connection
+        try:
+            with connection.wrap_database_errors:
+                self._stack.enter_context(pg.pipeline())
+                self._cursor = psycopg.Cursor(pg)
+                self._cursor.execute(sql, params)
+        except BaseException:
+            self.finish()
+            raise
+
+    @classmethod
+    def answered(cls) -> "_ProgressMove":
+        move = cls.__new__(cls)
+        move._stack, move._cursor, move._answered = None, None, True
+        return move
+
+    def confirm(self) -> None:
+        if self._answered:
+            return
+        rowcount = self._end()
+        self._answered = True
+        if rowcount != 1:
+            raise LeaseLost()
+
+    def finish(self) -> None:
+        """Leave pipeline mode without judging the answer (an exception is on its way); a no-op once
+        confirmed."""
+        if self._stack is not None:
+            self._end()
+            self._answered = True
+
+    def _end(self) -> int:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return -1
+        try:
+            with connection.wrap_database_errors:
+                # Leaving pipeline mode sends the sync and waits for the answer (in autocommit the UPDATE has
+                # then committed).
+                stack.close()
+                return self._cursor.rowcount if self._cursor is not None else -1
+        except BaseException:
+            # Interrupted (a task time limit) or failed half-way out of pipeline mode: the connection's state
+            # is unknown, so it is dropped and the batch's next statement opens a fresh one.
+            connection.close()
+            raise
+        finally:
+            if self._cursor is not None:
+                self._cursor.close()
 
 
 @dataclass

@@ -14,9 +14,17 @@ Two ways to hand a message over: `send_raw` (campaign mail: MIME bytes assembled
 SMTP backend's open smtplib connection, ~10x cheaper than Django's EmailMessage) and `send_email` (a Django
 EmailMessage: transactional mail with attachments, and any non-SMTP backend, because an ESP's HTTP API
 wants fields, not bytes).
+
+`send_raw` does the SMTP transaction itself (`exchange`) instead of smtplib's sendmail, for two reasons:
+when the server offers PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write and their replies are read
+in order afterwards (two round trips a message instead of four), and a caller can run `before_body` between
+the 354 reply to DATA and the message: the moment after which the server may accept the message
+(docs/decisions/101). Every reply is read and raised as the smtplib exception sendmail would raise, so
+`classify` sees the same refusals as before.
 """
 
 import contextlib
+import re
 import smtplib
 from collections.abc import Callable
 from datetime import timedelta
@@ -77,6 +85,124 @@ def classify(exc: Exception, *, stage: str = "SMTP") -> SendError:
     return SendError(f"{kind}: {exc}"[:400], permanent=kind == "AnymailRecipientsRefused")
 
 
+class _BodyWithheld(Exception):
+    """`before_body` raised: the message was not sent. Carries what it raised, past `classify`."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _command(text: str) -> str:
+    # The check smtplib.SMTP.putcmd makes: an address with a line break must not inject a command.
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"command and arguments contain prohibited newline characters: {text!r}")
+    return text + "\r\n"
+
+
+def exchange(
+    smtp: smtplib.SMTP,
+    from_addr: str,
+    to_addrs: list[str],
+    msg: bytes,
+    *,
+    before_body: Callable[[], None] | None = None,
+) -> dict:
+    """One mail transaction on an open smtplib connection, with smtplib.SMTP.sendmail's outcomes: returns
+    the refused recipients when some were accepted, raises SMTPSenderRefused (MAIL), SMTPRecipientsRefused
+    (every RCPT), SMTPDataError (DATA or the final dot), SMTPServerDisconnected. `before_body` runs after
+    the server's 354 and before any byte of the message; if it raises, the message is not sent and
+    _BodyWithheld carries the exception (the caller must then close the connection: after 354 only a
+    closed connection ends the transaction without a message, RFC 5321 §4.1.1.4)."""
+    smtp.ehlo_or_helo_if_needed()
+    if not (from_addr.isascii() and all(addr.isascii() for addr in to_addrs)):
+        # An internationalised address needs SMTPUTF8 (RFC 6531), which smtplib's sendmail negotiates.
+        _run_before_body(before_body)
+        return smtp.sendmail(from_addr, to_addrs, msg)
+    size = f" size={len(msg)}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+    lines = [
+        _command(f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}"),
+        *(_command(f"rcpt TO:{smtplib.quoteaddr(addr)}") for addr in to_addrs),
+        _command("data"),
+    ]
+    # RFC 2920 §3.1: MAIL and RCPT may go anywhere in a group, DATA only last; so the whole envelope is one
+    # group. Without the extension each command waits for its reply (RFC 5321 §4.3), as smtplib does.
+    pipelined = smtp.does_esmtp and smtp.has_extn("pipelining")
+    if pipelined:
+        smtp.send("".join(lines))
+    sent = 0
+
+    def reply() -> tuple[int, bytes]:
+        nonlocal sent
+        if not pipelined:
+            smtp.send(lines[sent])
+        sent += 1
+        return smtp.getreply()
+
+    def end_group() -> None:
+        # RFC 2920 §3.1: the client must read the reply to every command of the group, DATA's included, and
+        # "if the DATA was accepted the client SMTP should send a single dot" (an empty message to nobody:
+        # every recipient was refused); then RSET starts the next transaction clean.
+        # A connection lost meanwhile shows on the next message, as after smtplib's own RSET.
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):
+            while pipelined and sent < len(lines):
+                code, _ = reply()
+                if code == 354:
+                    smtp.send(b".\r\n")
+                    smtp.getreply()
+        smtp._rset()
+
+    code, resp = reply()
+    if code != 250:
+        if code == 421:  # the server is closing the connection (RFC 5321 §3.8)
+            smtp.close()
+        else:
+            end_group()
+        raise smtplib.SMTPSenderRefused(code, resp, from_addr)
+    refused = {}
+    for addr in to_addrs:
+        code, resp = reply()
+        if code not in (250, 251):
+            refused[addr] = (code, resp)
+        if code == 421:
+            smtp.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(to_addrs):
+        end_group()
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, resp = reply()
+    if code != 354:
+        if code == 421:
+            smtp.close()
+        else:
+            smtp._rset()
+        raise smtplib.SMTPDataError(code, resp)
+    _run_before_body(before_body)
+    # RFC 5321 §4.5.2: a line of the message that starts with a dot gets another one.
+    body = _LEADING_DOT.sub(b"..", msg)
+    smtp.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+    code, resp = smtp.getreply()
+    if code != 250:
+        if code == 421:
+            smtp.close()
+        else:
+            smtp._rset()
+        raise smtplib.SMTPDataError(code, resp)
+    return refused
+
+
+def _run_before_body(before_body: Callable[[], None] | None) -> None:
+    if before_body is None:
+        return
+    try:
+        before_body()
+    except Exception as exc:  # noqa: BLE001 - handed back to the caller unclassified
+        raise _BodyWithheld(exc) from exc
+
+
 class Transport:
     """One connection for any number of messages. Use as a context manager or call open()/close()."""
 
@@ -103,12 +229,29 @@ class Transport:
         with contextlib.suppress(Exception):
             self.backend.close()
 
-    def send_raw(self, *, from_email: str, to_email: str | list[str], raw: bytes) -> None:
-        """Hand over MIME bytes (SMTP backend only: `raw_capable`)."""
+    def send_raw(
+        self,
+        *,
+        from_email: str,
+        to_email: str | list[str],
+        raw: bytes,
+        before_body: Callable[[], None] | None = None,
+    ) -> None:
+        """Hand over MIME bytes (SMTP backend only: `raw_capable`). `before_body` runs once the server has
+        said yes to the envelope and DATA, before the message goes (see `exchange`); what it raises comes
+        out as it is, the message unsent."""
         if self.backend.connection is None:
             self.open()
+        to = [to_email] if isinstance(to_email, str) else to_email
         try:
-            self.backend.connection.sendmail(from_email, [to_email] if isinstance(to_email, str) else to_email, raw)
+            exchange(self.backend.connection, from_email, to, raw, before_body=before_body)
+        except _BodyWithheld as withheld:
+            # After the 354 a QUIT would be read as a line of the message: closing the socket is the only
+            # way to end the transaction with nothing delivered (RFC 5321 §4.1.1.4).
+            with contextlib.suppress(Exception):
+                self.backend.connection.close()
+            self.backend.connection = None
+            raise withheld.cause from None
         except Exception as exc:  # noqa: BLE001 - classified
             error = classify(exc, stage="DATA")
             if isinstance(error, ConnectionLost):
