@@ -150,15 +150,8 @@ def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[Re
         while chunk := list(itertools.islice(rows, size)):
             yield RecipientChunk.from_rows(chunk)
         return
-    inner = recipients.order_by().values_list(
-        "id",
-        "timezone",
-        "engagement__engagement",
-        "engagement__exposure",
-        "engagement__decayed_to",
-        "engagement__opens",
-        "engagement__clicks",
-    )
+    # The row planner's columns but the address (the writer looks it up by primary key).
+    inner = recipients.order_by().values_list(*(c for c in RECIPIENT_COLUMNS if c != "email"))
     sql, params = inner.query.sql_with_params()
     query = (
         "SELECT uuid_send(q.id), q.timezone, "
