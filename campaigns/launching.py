@@ -23,14 +23,14 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRun
-from campaigns.planning import STO_CHUNK, ChunkPlan, RunPlanner, SendPolicy
+from campaigns.planning import STO_CHUNK, RunPlanner, SendPolicy
 from campaigns.selectors import campaign_recipient_chunks, campaign_recipient_id_chunks, campaign_recipients
 from campaigns.services import campaign_launch, campaign_run_deliveries_final, campaign_run_failed, enqueue_fan_out
 from common.db import try_advisory_xact_lock
 from delivery import engine as delivery_engine
 from delivery.models import Delivery
 from delivery.selectors import workspace_complaint_rate
-from delivery.services import DeliveryWriter, deliveries_cancel, delivery_count
+from delivery.services import DeliveryWriter, deliveries_cancel, deliveries_detach_deleted_contacts, delivery_count
 
 logger = logging.getLogger(__name__)
 
@@ -224,37 +224,26 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
 
 
 def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, writer: DeliveryWriter, size: int) -> None:
-    """The STO fan-out on PostgreSQL (docs/decisions/031): profiles read by a binary cursor into arrays and
-    scored by numpy, STO_CHUNK recipients at a time (a profile is 1.3 KB as read, and scoring copies it a
-    few times: this bounds the worker's memory); their plans (a few numbers each) written `size` at a time
-    by one binary COPY and one INSERT ... SELECT. One transaction for the whole run: the cursor lives in it,
-    and a worker killed half-way leaves nothing to skip on the re-run."""
-    pending: list[ChunkPlan] = []
-
-    def flush() -> None:
-        plan = ChunkPlan.join(pending)
-        pending.clear()
-        writer.write_plan(
-            ids=plan.ids,
-            send_at=plan.send_at,
-            reason=plan.reason,
-            opens=plan.opens,
-            clicks=plan.clicks,
-            reasons=plan.reasons,
-        )
-
+    """The STO fan-out on PostgreSQL (docs/decisions/031, 032): profiles read by a binary cursor into arrays
+    and scored by numpy, STO_CHUNK recipients at a time (a profile is 1.4 KB as read, and scoring copies it
+    a few times: this bounds the worker's memory); their plans (a few numbers each) staged in a temporary
+    table by one binary COPY a chunk, and written to the deliveries by one statement at the end. One
+    transaction for the whole run: the cursor lives in it, and a worker killed half-way leaves nothing to
+    skip on the re-run. A run cancelled meanwhile stops at the next chunk and writes nothing."""
+    since_check = 0
     with transaction.atomic():
         for chunk in campaign_recipient_chunks(recipients=recipients, size=min(size, STO_CHUNK)):
-            pending.append(planner.plan_chunk(chunk))
-            if sum(len(p) for p in pending) >= size:
-                flush()
+            writer.stage_plan(planner.plan_chunk(chunk))
+            since_check += len(chunk)
+            if since_check >= size:
+                since_check = 0
                 if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
                     return
-        if pending:
-            flush()
+        writer.insert_staged()
 
 
 def _finish_fan_out(*, run: CampaignRun, written: int, now: datetime) -> FanOutResult:
+    deliveries_detach_deleted_contacts(run_id=run.pk)
     total = delivery_count(run_id=run.pk)
     with transaction.atomic():
         status = CampaignRun.objects.select_for_update().values_list("status", flat=True).get(pk=run.pk)

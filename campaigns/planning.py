@@ -409,7 +409,8 @@ class RunPlanner:
             counts *= factors[part, None]
             plan = sto.score(
                 counts=counts,
-                prior=priors[zpos[part]],
+                prior=priors,
+                prior_of=zpos[part],
                 prior_strength=settings.STO_PRIOR_STRENGTH,
                 day_pooling=settings.STO_DAY_POOLING,
                 starts=starts[part],

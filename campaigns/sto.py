@@ -65,28 +65,42 @@ def score(
     holdout: np.ndarray | None = None,
     excluded: np.ndarray | None = None,
     day_pooling: float = 0.0,
+    prior_of: np.ndarray | None = None,
 ) -> Plan:
     """Plan one chunk.
 
     counts: (n, 168) engagement per contact, already decayed to now and corrected for exposure.
     prior: (168,) or (n, 168) the audience's engagement in UTC buckets, any scale (zeros: no audience
-    history); per contact when it is kept in local time and moved into each contact's zone.
+    history); per contact when it is kept in local time and moved into each contact's zone. Or (z, 168), one
+    per zone, with `prior_of` (n,) naming each contact's row.
     starts: (n,) epoch seconds where each contact's window starts (their own zone's wall time, or not).
     jitter: (n,) in [0, 1): where in its hour a contact goes, stable per contact.
     holdout: (n,) bool: these get the window start, so the uplift can be measured.
     excluded: (n, window_hours) or (window_hours,) bool: hours of the window nobody may get mail in (quiet
     hours); a contact whose whole window is excluded gets its start, for the caller to move.
+
+    The posterior of an hour is (pooled counts + strength * prior share) / (evidence + strength); only the
+    window's hours are computed (a 24 h window is a seventh of the week), and the denominator, the same for
+    every hour of a contact, is left out: it changes no contact's order of hours, nor which are above zero.
     """
     n = counts.shape[0]
     starts = starts.astype(np.int64)
     offsets = np.arange(window_hours, dtype=np.int64) * 3600
     slots = starts[:, None] + offsets[None, :]  # (n, W) each hour's start
     buckets = bucket_of(slots)
-    counts = pooled(counts, day_pooling)
-    evidence = counts.sum(axis=1)
+    evidence = counts.sum(axis=1)  # pooling keeps each contact's total
+    window = np.take_along_axis(counts, buckets, axis=1)
+    if day_pooling:
+        daily = counts.reshape(n, 7, 24).sum(axis=1) / 7.0
+        window = (1.0 - day_pooling) * window + day_pooling * np.take_along_axis(daily, buckets % 24, axis=1)
     p = normalised(pooled(prior, day_pooling))
-    posterior = (counts + prior_strength * np.broadcast_to(p, counts.shape)) / (evidence + prior_strength)[:, None]
-    scores = np.take_along_axis(posterior, buckets, axis=1)
+    if prior_of is not None:
+        shares = p[prior_of[:, None], buckets]
+    elif p.ndim == 1:
+        shares = p[buckets]
+    else:
+        shares = np.take_along_axis(p, buckets, axis=1)
+    scores = window + prior_strength * shares
     if excluded is not None:
         scores = np.where(np.broadcast_to(excluded, scores.shape), -1.0, scores)
     best = np.argmax(scores, axis=1)  # ties go to the earliest hour

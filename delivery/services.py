@@ -39,6 +39,7 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Workspace, normalize_domain
@@ -894,6 +895,8 @@ class DeliveryWriter:
         # straight into the table; a re-run after a crash must skip the rows the first attempt wrote.
         self.fresh = not Delivery.objects.filter(run_id=run_id).exists()
         self.written = 0
+        self._staging = False
+        self._staged_reasons: set[int] = set()
         fixed = {
             "workspace_id": workspace_id,
             "run_id": run_id,
@@ -951,49 +954,73 @@ class DeliveryWriter:
             self.written += cursor.rowcount
             cursor.execute("DROP TABLE _fan_out_stage")
 
-    def write_plan(
-        self, *, ids: bytes, send_at: np.ndarray, reason: np.ndarray, opens: np.ndarray, clicks: np.ndarray, reasons
-    ) -> None:
-        """Insert a planned chunk given as columns (the STO fan-out's): per recipient the contact id (16 bytes
-        each in `ids`), send time (epoch seconds), index into `reasons` and history counts. A reason has
-        `code`, `head`, `history` and `tail`; its text is head, then "N opens[, M clicks]" when `history`,
-        then tail, cut to 200 characters (campaigns.planning.Reason.text, which the preview uses).
+    def stage_plan(self, plan) -> None:
+        """Keep a planned chunk given as columns (the STO fan-out's campaigns.planning.ChunkPlan: per
+        recipient the contact id, 16 bytes each in `ids`, the send time in epoch seconds, an index into
+        `reasons` and the history counts) in a temporary table of the caller's transaction, for
+        `insert_staged`. A reason has `code`, `head`, `history` and `tail`; its text is head, then
+        "N opens[, M clicks]" when `history`, then tail, cut to 200 characters (campaigns.planning.Reason.text,
+        which the preview uses).
 
-        PostgreSQL: the columns go to a temporary table in one binary COPY built by numpy, and one
-        INSERT ... SELECT joins them to the contacts (for the address) and writes the reason text in SQL, so
-        no Python runs per recipient. PostgreSQL only: elsewhere the fan-out hands `write` its rows."""
-        if not len(send_at):
+        The columns go in one binary COPY whose bytes numpy builds, so no Python runs per recipient.
+        PostgreSQL only: elsewhere the fan-out hands `write` its rows."""
+        if not len(plan):
             return
-        used = np.unique(reason)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            cursor.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS _fan_out_plan (contact_id uuid, send_at timestamptz, "
-                "reason int4, opens int4, clicks int4) ON COMMIT DROP"
-            )
-            cursor.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS _fan_out_reasons (k int4, code text, head text, "
-                "history bool, tail text) ON COMMIT DROP"
-            )
-            cursor.execute("TRUNCATE _fan_out_plan, _fan_out_reasons")
+        with connection.cursor() as cursor:
+            if not self._staging:
+                # UNLOGGED in effect (temporary): the plans are rebuilt by a re-run, never recovered.
+                cursor.execute(
+                    "CREATE TEMPORARY TABLE _fan_out_plan (contact_id uuid, send_at timestamptz, reason int4, "
+                    "opens int4, clicks int4) ON COMMIT DROP"
+                )
+                cursor.execute(
+                    "CREATE TEMPORARY TABLE _fan_out_reasons (k int4 PRIMARY KEY, code text, head text, "
+                    "history bool, tail text) ON COMMIT DROP"
+                )
+                self._staging, self._staged_reasons = True, set()
             with cursor.cursor.copy("COPY _fan_out_plan FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(_plan_copy_bytes(ids, send_at, reason, opens, clicks))
-            with cursor.cursor.copy("COPY _fan_out_reasons FROM STDIN") as copy:
-                for k in used.tolist():
-                    r = reasons[k]
-                    copy.write_row((k, r.code, r.head, r.history, r.tail))
+                copy.write(_plan_copy_bytes(plan.ids, plan.send_at, plan.reason, plan.opens, plan.clicks))
+            new = [k for k in np.unique(plan.reason).tolist() if k not in self._staged_reasons]
+            if new:
+                with cursor.cursor.copy("COPY _fan_out_reasons FROM STDIN") as copy:
+                    for k in new:
+                        r = plan.reasons[k]
+                        copy.write_row((k, r.code, r.head, r.history, r.tail))
+                self._staged_reasons.update(new)
+
+    def insert_staged(self) -> None:
+        """Write every staged plan to the delivery table in one statement, in contact order.
+
+        In contact order because the table's largest indexes lead with the contact (its foreign key's, and
+        the unique (run, contact)): a million random UUIDs would dirty a random leaf page each, in order
+        they fill pages one after another, and the statement takes about two thirds of the time (measured,
+        docs/decisions/032). The address is the contact's now, as the row-by-row writer takes it; a contact
+        deleted since it was read is left out. ON CONFLICT only when rows exist already (a fan-out run again
+        after a crash skips what the first one wrote): it costs a check per row."""
+        if not self._staging:
+            return
+        with connection.cursor() as cursor:
+            # The temporary tables have no statistics until analysed: without them the join is planned
+            # for a few thousand rows.
+            cursor.execute("ANALYZE _fan_out_plan")
+            # The planner would merge-join the contacts through their primary key, because that order is the
+            # one asked for: a million random heap reads, twice the hash join's time (EXPLAIN ANALYZE,
+            # docs/decisions/032). Set for the rest of this transaction only.
+            cursor.execute("SET LOCAL enable_mergejoin = off")
             cursor.execute(self._insert_plan_sql(), self._insert_plan_params())
             self.written += cursor.rowcount
+            cursor.execute("DROP TABLE _fan_out_plan, _fan_out_reasons")
+        self._staging = False
 
     def _insert_plan_sql(self) -> str:
         history = (
-            "CASE WHEN r.history THEN s.opens || ' opens' || "
-            "CASE WHEN s.clicks > 0 THEN ', ' || s.clicks || ' clicks' ELSE '' END ELSE '' END"
+            "CASE WHEN r.history THEN p.opens || ' opens' || "
+            "CASE WHEN p.clicks > 0 THEN ', ' || p.clicks || ' clicks' ELSE '' END ELSE '' END"
         )
         varying = {
-            "contact_id": "s.contact_id",
-            "email": "s.email",
-            "send_at": "s.send_at",
+            "contact_id": "p.contact_id",
+            "email": "p.email",
+            "send_at": "p.send_at",
             "send_reason_code": "r.code",
             "send_reason": f"left(r.head || {history} || r.tail, 200)",
         }
@@ -1001,18 +1028,15 @@ class DeliveryWriter:
         table = Delivery._meta.db_table
         cols = ", ".join(connection.ops.quote_name(c) for c in self.columns)
         contacts = Contact._meta.db_table
-        # The contact's address now, as the row-by-row writer takes it; a contact deleted since it was read
-        # is left out. A scalar subquery, so one primary-key lookup per row: the temporary table has no
-        # statistics, and a join would read every contact of the workspace for each chunk (OFFSET 0 keeps
-        # PostgreSQL from flattening it). ON CONFLICT only when rows exist already (a fan-out run again after
-        # a crash skips what the first one wrote): it costs a check per row.
         conflict = "" if self.fresh else " ON CONFLICT DO NOTHING"
+        # Sorted before the reasons are joined on, so the sort holds the plans and addresses (about 80 bytes
+        # a row, in memory), not the reason texts; the reasons (a few hundred) are hashed, and probing them
+        # keeps the order. The order is for speed only: nothing depends on it.
         return (
             f"INSERT INTO {table} ({cols}) SELECT {', '.join(select)} FROM ("
-            f"SELECT p.*, (SELECT email FROM {contacts} WHERE id = p.contact_id AND workspace_id = %s) AS email "
-            "FROM _fan_out_plan p OFFSET 0) s "
-            "JOIN _fan_out_reasons r ON r.k = s.reason "
-            f"WHERE s.email IS NOT NULL{conflict}"
+            f"SELECT p.*, c.email FROM _fan_out_plan p JOIN {contacts} c ON c.id = p.contact_id "
+            "AND c.workspace_id = %s ORDER BY p.contact_id) p "
+            f"JOIN _fan_out_reasons r ON r.k = p.reason{conflict}"
         )
 
     def _insert_plan_params(self) -> list:
@@ -1096,6 +1120,14 @@ EXPOSURE_CHUNK = 2000
 
 def delivery_count(*, run_id: UUID) -> int:
     return Delivery.objects.filter(run_id=run_id).count()
+
+
+def deliveries_detach_deleted_contacts(*, run_id: UUID) -> int:
+    """Set NULL the contact of the run's deliveries whose contact is gone: what Django's SET_NULL does on
+    delete, for a contact deleted after the fan-out read it but before its rows were visible (the database
+    does not enforce this foreign key: docs/decisions/032). One anti-join over the run's rows."""
+    gone = ~Exists(Contact.objects.filter(pk=OuterRef("contact_id")))
+    return Delivery.objects.filter(gone, run_id=run_id, contact_id__isnull=False).update(contact=None)
 
 
 # --- events ---------------------------------------------------------------------------------------------

@@ -515,5 +515,8 @@ STO_PRIOR_STRENGTH = float(os.environ.get("STO_PRIOR_STRENGTH", "2"))
 # Share of each hour's evidence spread over the same hour of the other days (0 = days apart, 1 = hour of day).
 STO_DAY_POOLING = float(os.environ.get("STO_DAY_POOLING", "0.5"))
 STO_PRIOR_SAMPLE = int(os.environ.get("STO_PRIOR_SAMPLE", "50000"))
+# PostgreSQL work_mem of the STO fan-out's transaction: its hash of the recipients and its sort of the plans
+# stay in memory up to about a million recipients (docs/decisions/032).
+STO_FANOUT_WORK_MEM_MB = int(os.environ.get("STO_FANOUT_WORK_MEM_MB", "128"))
 # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set (docs/operations.md#metrics).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
