@@ -55,8 +55,9 @@ class Delivery(models.Model):
     )
     # Not enforced by the database either: the check locks each referenced contact (a WAL record per row),
     # a third of a million-recipient STO fan-out's commit (docs/decisions/032). Django still sets it NULL
-    # when the contact is deleted; a contact deleted while a fan-out that read it was running is set NULL
-    # by the fan-out's end (campaigns.launching._finish_fan_out).
+    # when the contact is deleted. A contact deleted while a fan-out that read it was running can leave an
+    # id that names no one: every reader joins (select_related), so it reads as deleted, and the send
+    # path skips the delivery as "contact deleted", as it does a NULL one.
     contact = models.ForeignKey(
         "audience.Contact", null=True, on_delete=models.SET_NULL, related_name="deliveries", db_constraint=False
     )

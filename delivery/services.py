@@ -39,7 +39,6 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.models import Workspace, normalize_domain
@@ -1121,13 +1120,6 @@ EXPOSURE_CHUNK = 2000
 def delivery_count(*, run_id: UUID) -> int:
     return Delivery.objects.filter(run_id=run_id).count()
 
-
-def deliveries_detach_deleted_contacts(*, run_id: UUID) -> int:
-    """Set NULL the contact of the run's deliveries whose contact is gone: what Django's SET_NULL does on
-    delete, for a contact deleted after the fan-out read it but before its rows were visible (the database
-    does not enforce this foreign key: docs/decisions/032). One anti-join over the run's rows."""
-    gone = ~Exists(Contact.objects.filter(pk=OuterRef("contact_id")))
-    return Delivery.objects.filter(gone, run_id=run_id, contact_id__isnull=False).update(contact=None)
 
 
 # --- events ---------------------------------------------------------------------------------------------

@@ -175,6 +175,18 @@ def test_contact_unsubscribed_since_fan_out_is_skipped(make_deliveries, sink):
     assert (delivery.status, delivery.error) == ("skipped", "suppressed: contact unsubscribed")
 
 
+def test_delivery_whose_contact_row_is_gone_is_skipped_as_deleted(make_deliveries, sink):
+    # The database does not enforce delivery -> contact: a contact deleted while a fan-out that read it
+    # was running leaves an id that names no one (docs/decisions/032). It must read as deleted.
+    [delivery] = make_deliveries(1)
+    Contact.objects.filter(pk=delivery.contact_id)._raw_delete(using="default")
+    delivery_send_batch(delivery_ids=[delivery.id])
+    delivery.refresh_from_db()
+    assert delivery.contact_id is not None
+    assert sink.messages == []
+    assert (delivery.status, delivery.error) == ("skipped", "suppressed: contact deleted")
+
+
 def test_skipped_deliveries_count_on_the_run(make_deliveries, sink, run):
     deliveries = make_deliveries(3)
     Contact.objects.filter(pk=deliveries[0].contact_id).update(status="bounced")
