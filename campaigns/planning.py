@@ -196,26 +196,6 @@ class RecipientChunk:
         return len(self.opens)
 
     @classmethod
-    def concat(cls, parts: list["RecipientChunk"]) -> "RecipientChunk":
-        if len(parts) == 1:
-            return parts[0]
-        index: dict[str, int] = {}
-        zone_of = []
-        for part in parts:
-            remap = np.array([index.setdefault(z, len(index)) for z in part.zones], dtype=np.int64)
-            zone_of.append(remap[part.zone_of])
-        return cls(
-            ids=b"".join(p.ids for p in parts),
-            zones=list(index),
-            zone_of=np.concatenate(zone_of),
-            engagement=np.concatenate([p.engagement for p in parts]),
-            exposure=np.concatenate([p.exposure for p in parts]),
-            decayed_to_us=np.concatenate([p.decayed_to_us for p in parts]),
-            opens=np.concatenate([p.opens for p in parts]),
-            clicks=np.concatenate([p.clicks for p in parts]),
-        )
-
-    @classmethod
     def from_rows(cls, rows: list[tuple]) -> "RecipientChunk":
         """From rows of RECIPIENT_COLUMNS."""
         ids, emails, zones, engagement, exposure, decayed_to, opens, clicks = (list(c) for c in zip(*rows, strict=True))

@@ -1,8 +1,10 @@
 """The STO fan-out by columns on PostgreSQL (campaigns.selectors.campaign_recipient_chunks, RunPlanner.plan_chunk,
-DeliveryWriter.write_plan) against the row-by-row planner (RunPlanner.plan over ORM rows): the same send time,
-reason code and reason text for every recipient, whatever the mix of histories, zones and quiet hours."""
+DeliveryWriter.stage_plan and insert_staged) against the row-by-row planner (RunPlanner.plan over ORM rows):
+the same send time, reason code and reason text for every recipient, whatever the mix of histories, zones
+and quiet hours."""
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +15,7 @@ from audience.models import Contact, EngagementProfile
 from campaigns.launching import run_fan_out
 from campaigns.models import Campaign, CampaignRun
 from campaigns.planning import RECIPIENT_COLUMNS, RunPlanner, SendPolicy, _quiet_intervals
-from campaigns.selectors import campaign_recipient_id_chunks, campaign_recipients
+from campaigns.selectors import _RECORD, _prefetched, campaign_recipient_id_chunks, campaign_recipients
 from common.quiet_hours import QuietHours
 from delivery.models import Delivery
 from delivery.services import engagement_import
@@ -140,6 +142,66 @@ def test_a_columnar_fan_out_run_again_after_a_crash_completes_without_duplicates
 
     assert (result.written, result.total) == (7, 12)
     assert Delivery.objects.filter(run=run).values("contact_id").distinct().count() == 12
+
+
+def test_a_columnar_fan_out_cancelled_during_the_read_writes_no_delivery(workspace, readers, settings, monkeypatch):
+    mixed_audience(workspace, readers, size=30)
+    campaign = CampaignFactory(
+        workspace=workspace,
+        status=Campaign.Status.SENDING,
+        audience={"include_labels": [str(readers.id)]},
+        send_time_optimization={"window_hours": 24},
+    )
+    run = CampaignRunFactory(campaign=campaign, status=CampaignRun.Status.PENDING, due_at=LAUNCH, occurrence_at=LAUNCH)
+    plan_chunk = RunPlanner.plan_chunk
+
+    def cancel_after_the_first_chunk(self, chunk):
+        CampaignRun.objects.filter(pk=run.pk).update(status=CampaignRun.Status.CANCELLED)
+        return plan_chunk(self, chunk)
+
+    monkeypatch.setattr(RunPlanner, "plan_chunk", cancel_after_the_first_chunk)
+    settings.DELIVERY_FANOUT_CHUNK_SIZE = 7
+
+    result = run_fan_out(run_id=run.id, now=LAUNCH)
+
+    assert (result.status, result.total) == (CampaignRun.Status.CANCELLED, 0)
+    assert not Delivery.objects.filter(run=run).exists()
+
+
+class _Cursor:
+    """Stands in for psycopg's server-side cursor: `batches` of rows, then an error or the end."""
+
+    def __init__(self, batches, error=None):
+        self.batches, self.error, self.calls = list(batches), error, 0
+
+    def fetchmany(self, size):
+        self.calls += 1
+        if self.batches:
+            return self.batches.pop(0)
+        if self.error:
+            raise self.error
+        return []
+
+
+def _record_rows(n: int, zone: str = "Europe/London") -> list[tuple]:
+    record = np.zeros(1, dtype=_RECORD)
+    return [(record.tobytes(), zone)] * n
+
+
+def test_the_prefetch_hands_the_fetch_error_to_the_caller():
+    rows = _prefetched(_Cursor([_record_rows(3)], error=RuntimeError("connection lost")), size=3)
+    assert len(next(rows)) == 3
+    with pytest.raises(RuntimeError, match="connection lost"):
+        next(rows)
+
+
+def test_the_prefetch_thread_has_stopped_when_the_caller_stops_early():
+    cursor = _Cursor([_record_rows(2) for _ in range(50)])
+    rows = _prefetched(cursor, size=2)
+    next(rows)
+    rows.close()
+    assert not [t for t in threading.enumerate() if t.name == "fan-out-prefetch"]
+    assert cursor.calls < 50  # it stopped fetching, not read the rest
 
 
 @pytest.mark.parametrize(
