@@ -235,8 +235,9 @@ def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, write
     with steady_heap(), transaction.atomic():
         for chunk in campaign_recipient_chunks(recipients=recipients, size=min(size, STO_CHUNK)):
             pending.append(planner.plan_chunk(chunk))
-            if sum(map(len, pending)) >= size:
-                # A few plans a COPY: one statement a scored chunk cost a tenth of the fan-out.
+            if sum(map(len, pending)) >= 4 * size:
+                # Many plans a COPY: each statement waits for the prefetch thread's fetch to finish (they
+                # share the connection), and one a scored chunk cost a tenth of the fan-out.
                 writer.stage_plan(ChunkPlan.join(pending))
                 pending.clear()
                 if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():

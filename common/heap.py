@@ -3,7 +3,7 @@
 glibc serves each array of a megabyte or so with a fresh mmap, or gives the top of the heap back as soon
 as a few such arrays are freed; either way the next chunk's arrays start as untouched pages, and the page
 faults took two thirds of the scorer's time (bench/run fanout, docs/decisions/032). Inside `steady_heap`
-allocations up to 4 MB come from the heap and up to 16 MB of free heap is kept; on leaving, the free heap
+allocations up to 2 MB come from the heap and up to 8 MB of free heap is kept; on leaving, the free heap
 is given back (malloc_trim). mallopt(3) is process-wide, so this is for a worker's task, not for a
 threaded web server. Elsewhere than glibc it does nothing.
 """
@@ -36,7 +36,7 @@ _LIBC = _libc()
 
 
 @contextlib.contextmanager
-def steady_heap(*, mmap_threshold: int = 4 << 20, trim_threshold: int = 16 << 20) -> Iterator[None]:
+def steady_heap(*, mmap_threshold: int = 2 << 20, trim_threshold: int = 8 << 20) -> Iterator[None]:
     if _LIBC is None:
         yield
         return
