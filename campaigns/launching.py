@@ -228,7 +228,7 @@ def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, write
     """The STO fan-out on PostgreSQL (docs/decisions/031, 032): profiles read by a binary cursor into arrays
     and scored by numpy, STO_CHUNK recipients at a time (a profile is 1.4 KB as read, and scoring copies it
     a few times: this bounds the worker's memory); their plans (a few numbers each) staged in a temporary
-    table by one binary COPY a chunk, and written to the deliveries by one statement at the end. One
+    table by one binary COPY every few chunks, and written to the deliveries by one statement at the end. One
     transaction for the whole run: the cursor lives in it, and a worker killed half-way leaves nothing to
     skip on the re-run. A run cancelled meanwhile stops at the next chunk and writes nothing."""
     pending: list[ChunkPlan] = []

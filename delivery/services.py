@@ -990,10 +990,10 @@ class DeliveryWriter:
     def insert_staged(self) -> None:
         """Write every staged plan to the delivery table in one statement, in contact order.
 
-        In contact order because the table's largest indexes lead with the contact (its foreign key's, and
+        In contact order because two of the table's indexes lead with the contact (the contact's own, and
         the unique (run, contact)): a million random UUIDs would dirty a random leaf page each, in order
-        they fill pages one after another, and the statement takes about two thirds of the time (measured,
-        docs/decisions/032). The address is the contact's now, as the row-by-row writer takes it; a contact
+        they fill pages one after another; in SQL a million rows took two thirds of the random order's time
+        (docs/decisions/032). The address is the contact's now, as the row-by-row writer takes it; a contact
         deleted since it was read is left out. ON CONFLICT only when rows exist already (a fan-out run again
         after a crash skips what the first one wrote): it costs a check per row."""
         if not self._staging:
