@@ -16,8 +16,9 @@ from collections.abc import Iterator
 # mallopt(3) parameter numbers (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc's defaults: fixed values also switch off its own adjustment of the mmap threshold, so they are
-# set back explicitly.
+# glibc's starting values. Setting either parameter switches off glibc's own raising of the mmap threshold
+# (it follows the largest block freed) for the rest of the process, so afterwards the worker keeps these
+# fixed ones: allocations over 128 KB are mmapped, as a fresh process's are until it frees a large block.
 _DEFAULT = 128 * 1024
 
 
