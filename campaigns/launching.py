@@ -214,14 +214,14 @@ def _fan_out(*, run: CampaignRun, now: datetime) -> FanOutResult:
         with transaction.atomic():
             planner.choose_holdout(campaign_recipient_id_chunks(recipients=recipients))
         _fan_out_columns(run=run, planner=planner, recipients=recipients, writer=writer, size=size)
-        return _finish_fan_out(run=run, written=writer.written, now=now)
+        return _finish_fan_out(run=run, writer=writer, now=now)
     planner.choose_holdout(campaign_recipient_id_chunks(recipients=recipients))
     rows = recipients.order_by().values_list(*planner.columns).iterator(chunk_size=size)
     while chunk := list(itertools.islice(rows, size)):
         writer.write(planner.plan(chunk))
         if CampaignRun.objects.filter(pk=run.pk, status=R.CANCELLED).exists():
             break
-    return _finish_fan_out(run=run, written=writer.written, now=now)
+    return _finish_fan_out(run=run, writer=writer, now=now)
 
 
 def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, writer: DeliveryWriter, size: int) -> None:
@@ -247,8 +247,11 @@ def _fan_out_columns(*, run: CampaignRun, planner: RunPlanner, recipients, write
         writer.insert_staged()
 
 
-def _finish_fan_out(*, run: CampaignRun, written: int, now: datetime) -> FanOutResult:
-    total = delivery_count(run_id=run.pk)
+def _finish_fan_out(*, run: CampaignRun, writer: DeliveryWriter, now: datetime) -> FanOutResult:
+    written = writer.written
+    # A run with no rows before this fan-out (under its lock) has exactly the rows it wrote: no count of a
+    # million rows to learn it. A re-run after a crash counts what the first attempt left too.
+    total = written if writer.fresh else delivery_count(run_id=run.pk)
     with transaction.atomic():
         status = CampaignRun.objects.select_for_update().values_list("status", flat=True).get(pk=run.pk)
         if status == R.FANNING_OUT:
