@@ -10,7 +10,7 @@ Pure functions only: no database, so the scorer's tests can build histories by h
 """
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -19,6 +19,11 @@ from django.conf import settings
 HOURS_OF_WEEK = 168
 DTYPE = np.float32
 EMPTY = b""
+# A stored vector's size, and a vector of zeros: what a reader takes for a missing or empty profile.
+VECTOR_BYTES = HOURS_OF_WEEK * np.dtype(DTYPE).itemsize
+NO_VECTOR = bytes(VECTOR_BYTES)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 # User agents of fetches no person made: security scanners that open every pixel and link on delivery,
 # and bare fetchers. Apple Mail Privacy Protection prefetches with a bare "Mozilla/5.0" and nothing else.
@@ -31,6 +36,11 @@ MACHINE_USER_AGENTS = re.compile(
     re.IGNORECASE,
 )
 BARE_MOZILLA = re.compile(r"^\s*Mozilla/5\.0\s*$")
+
+
+def epoch_us(instant: datetime | None) -> int:
+    """Microseconds since the epoch (0 for none): how the planners carry `decayed_to` in arrays."""
+    return (instant - _EPOCH) // _MICROSECOND if instant is not None else 0
 
 
 def hour_of_week(instant: datetime) -> int:

@@ -2,7 +2,7 @@
 
 import itertools
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 import numpy as np
@@ -165,7 +165,7 @@ def engagement_prior(*, workspace: Workspace, now: datetime) -> np.ndarray:
     one for the send-plan preview and the fan-out. A contact's zone is read at `now` (its UTC offset then,
     to the nearest hour); without a valid one, the workspace's."""
     engagement, exposure = np.zeros(eng.HOURS_OF_WEEK), np.zeros(eng.HOURS_OF_WEEK)
-    now_us = (now - _EPOCH) // _MICROSECOND
+    now_us = eng.epoch_us(now)
     offsets: dict[str, int] = {}
     for values, sends, decayed_to_us, zones in _prior_chunks(workspace=workspace, chunk=1000):
         ages = np.where(decayed_to_us > 0, (now_us - decayed_to_us) / 1e6, 0.0)
@@ -182,8 +182,15 @@ def engagement_prior(*, workspace: Workspace, now: datetime) -> np.ndarray:
     return eng.exposure_corrected(engagement, exposure)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+def profile_vector_sql(column: str) -> tuple[str, list]:
+    """SQL for a stored profile vector as exactly eng.VECTOR_BYTES bytes (zeros when missing or empty),
+    so a reader can view many rows' bytes as one array; with its parameters."""
+    return f"CASE WHEN length({column}) = %s THEN {column} ELSE %s END", [eng.VECTOR_BYTES, eng.NO_VECTOR]
+
+
+def epoch_us_sql(column: str) -> str:
+    """SQL for a timestamp as int8 microseconds since the epoch, 0 when NULL (eng.epoch_us)."""
+    return f"COALESCE((EXTRACT(EPOCH FROM {column}) * 1000000)::int8, 0)"
 
 
 def _prior_chunks(*, workspace: Workspace, chunk: int):
@@ -198,11 +205,11 @@ def _prior_chunks(*, workspace: Workspace, chunk: int):
         batches = rows.iterator(chunk_size=chunk)
         while batch := list(itertools.islice(batches, chunk)):
             values, sends, decayed_to, zones = zip(*batch, strict=True)
-            d_us = np.array([(d - _EPOCH) // _MICROSECOND if d else 0 for d in decayed_to], dtype=np.int64)
+            d_us = np.array([eng.epoch_us(d) for d in decayed_to], dtype=np.int64)
             yield eng.matrix(values).astype(eng.DTYPE), eng.matrix(sends).astype(eng.DTYPE), d_us, list(zones)
         return
-    width = eng.HOURS_OF_WEEK * np.dtype(eng.DTYPE).itemsize
-    zeros = bytes(width)
+    engagement, engagement_params = profile_vector_sql("q.engagement")
+    exposure, exposure_params = profile_vector_sql("q.exposure")
     last, read = None, 0
     while read < limit:
         page = profiles.filter(contact_id__gt=last) if last is not None else profiles
@@ -215,16 +222,15 @@ def _prior_chunks(*, workspace: Workspace, chunk: int):
         )
         query = (
             "SELECT count(*), max(q.contact_id::text), "
-            "string_agg(CASE WHEN length(q.engagement) = %s THEN q.engagement ELSE %s END, ''::bytea), "
-            "string_agg(CASE WHEN length(q.exposure) = %s THEN q.exposure ELSE %s END, ''::bytea), "
-            "array_agg(COALESCE((EXTRACT(EPOCH FROM q.decayed_to) * 1000000)::int8, 0)), "
+            f"string_agg({engagement}, ''::bytea), string_agg({exposure}, ''::bytea), "
+            f"array_agg({epoch_us_sql('q.decayed_to')}), "
             "array_agg(q.zone) "
             f"FROM ({sql}) q"
         )
         connection.ensure_connection()
         # Binary results: a bytea arrives as its bytes, not as hex text twice its size.
         with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(query, [width, zeros, width, zeros, *params], binary=True)
+            cursor.execute(query, [*engagement_params, *exposure_params, *params], binary=True)
             n, last, values, sends, decayed_to, zones = cursor.fetchone()
         if not n:
             return

@@ -175,8 +175,6 @@ STO_CHUNK = 1000
 # Rows the scorer takes at once: its float64 copies and temporaries of (rows, 168) are the fan-out's
 # largest allocations, so fewer rows keep the worker's peak down (bench/run fanout) at a few more calls.
 _SCORE_ROWS = 250
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass
@@ -210,7 +208,7 @@ class RecipientChunk:
             zone_of=zone_of,
             engagement=eng.matrix(engagement).astype(eng.DTYPE),
             exposure=eng.matrix(exposure).astype(eng.DTYPE),
-            decayed_to_us=np.array([(d - EPOCH) // _MICROSECOND if d else 0 for d in decayed_to], dtype=np.int64),
+            decayed_to_us=np.array([eng.epoch_us(d) for d in decayed_to], dtype=np.int64),
             opens=np.array([o or 0 for o in opens], dtype=np.int64),
             clicks=np.array([c or 0 for c in clicks], dtype=np.int64),
             emails=emails,
@@ -371,7 +369,7 @@ class RunPlanner:
             else np.zeros(0, np.int64)
         )
         starts = np.array(self._zone_starts, dtype=np.int64)[zpos] if n else np.zeros(0, np.int64)
-        now_us = (self.now - EPOCH) // _MICROSECOND
+        now_us = eng.epoch_us(self.now)
         ages = np.where(chunk.decayed_to_us > 0, (now_us - chunk.decayed_to_us) / 1e6, 0.0)
         factors = eng.decay(ages)
         jitter = sto.jitter_of(chunk.ids, n)

@@ -20,7 +20,7 @@ from accounts.models import SendingDomain, Workspace, normalize_domain
 from accounts.selectors import dns_check_warnings, sending_domain_warnings
 from audience import engagement as eng
 from audience.models import Contact, Label, Segment, normalize_email
-from audience.selectors import audience_sendable
+from audience.selectors import audience_sendable, epoch_us_sql, profile_vector_sql
 from campaigns.models import AUDIENCE_KEYS, Campaign, CampaignRun, Template
 from campaigns.planning import (
     RECIPIENT_COLUMNS,
@@ -137,9 +137,6 @@ def campaign_recipients(
     return recipients
 
 
-_NO_PROFILE = bytes(eng.HOURS_OF_WEEK * np.dtype(eng.DTYPE).itemsize)
-
-
 def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[RecipientChunk]:
     """The recipients as columns for the STO planner, in chunks of `size`, in whatever order the database
     finds cheapest (nothing in the plan depends on it: the holdout is chosen by a hash).
@@ -153,21 +150,19 @@ def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[Re
         while chunk := list(itertools.islice(rows, size)):
             yield RecipientChunk.from_rows(chunk)
         return
-    # The row planner's columns but the address (the writer looks it up by primary key).
+    # The row planner's columns but the address (the writer joins it from the contacts).
     inner = recipients.order_by().values_list(*(c for c in RECIPIENT_COLUMNS if c != "email"))
     sql, params = inner.query.sql_with_params()
+    engagement, engagement_params = profile_vector_sql("q.engagement__engagement")
+    exposure, exposure_params = profile_vector_sql("q.engagement__exposure")
     # Each row as one fixed-size record (see _RECORD) and its zone: two values a row for the driver to
     # make, not seven, and one numpy view of a chunk's records. The profiles go last, so building the
     # record copies each 672-byte vector once (every `||` copies both sides).
     query = (
-        "SELECT uuid_send(q.id) "
-        "|| int8send(COALESCE((EXTRACT(EPOCH FROM q.engagement__decayed_to) * 1000000)::int8, 0)) "
+        f"SELECT uuid_send(q.id) || int8send({epoch_us_sql('q.engagement__decayed_to')}) "
         "|| int8send(COALESCE(q.engagement__opens, 0)::int8) || int8send(COALESCE(q.engagement__clicks, 0)::int8) "
-        "|| CASE WHEN length(q.engagement__engagement) = %s THEN q.engagement__engagement ELSE %s END "
-        "|| CASE WHEN length(q.engagement__exposure) = %s THEN q.engagement__exposure ELSE %s END, "
-        f"q.timezone FROM ({sql}) q"
+        f"|| {engagement} || {exposure}, q.timezone FROM ({sql}) q"
     )
-    width = len(_NO_PROFILE)
     connection.ensure_connection()
     with connection.cursor() as plain:
         # Plan for reading every row, not the first few (a cursor's default): hash joins and sequential
@@ -179,7 +174,7 @@ def campaign_recipient_chunks(*, recipients: QuerySet, size: int) -> Iterator[Re
         plain.execute("SET LOCAL jit = off")
         plain.execute(f"SET LOCAL work_mem = '{int(settings.STO_FANOUT_WORK_MEM_MB)}MB'")
     with connection.connection.cursor(name=f"recipients_{uuid.uuid4().hex}", binary=True) as cursor:
-        cursor.execute(query, [width, _NO_PROFILE, width, _NO_PROFILE, *params])
+        cursor.execute(query, [*engagement_params, *exposure_params, *params])
         yield from _prefetched(cursor, size)
 
 
