@@ -6,8 +6,8 @@ exposure), so the fan-out loads and scores them all.
 The launch is the product's own (campaigns.services.campaign_launch, what the dispatcher's launch task
 calls); the fan-out runs in a real, freshly started bulk worker (prefork, one pool process), and "planned"
 is the moment the run turns `sending` with its total written. Each measured run starts from a CHECKPOINT
-(the bench connects as a superuser), so no run pays for the WAL of the one before. The run is due a minute ahead, so no
-delivery falls due during the measurement and the worker does nothing but the fan-out. Peak memory is
+(the bench connects as a superuser), so no run pays for the WAL of the one before. The run is due a minute
+ahead, so no delivery falls due during the measurement and the worker does nothing but the fan-out. Peak memory is
 VmHWM (peak resident set) of the pool process that ran the task, read from /proc; its resident set
 before the launch is shown too, so the growth is visible.
 

@@ -1121,7 +1121,6 @@ def delivery_count(*, run_id: UUID) -> int:
     return Delivery.objects.filter(run_id=run_id).count()
 
 
-
 # --- events ---------------------------------------------------------------------------------------------
 
 
