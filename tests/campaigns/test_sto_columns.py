@@ -10,16 +10,20 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from django.db import connection, transaction
 
 from audience.models import Contact, EngagementProfile
+from audience.services import contact_delete
 from campaigns.launching import run_fan_out
 from campaigns.models import Campaign, CampaignRun
 from campaigns.planning import RECIPIENT_COLUMNS, RunPlanner, SendPolicy, _quiet_intervals
 from campaigns.selectors import _RECORD, _prefetched, campaign_recipient_id_chunks, campaign_recipients
 from common.quiet_hours import QuietHours
+from delivery import engine as delivery_engine
 from delivery.models import Delivery
-from delivery.services import engagement_import
+from delivery.services import DeliveryWriter, delivery_send_batch, engagement_import
 from tests.factories import CampaignFactory, CampaignRunFactory, ContactFactory, LabelFactory, SendingDomainFactory
+from tests.threads import run_threads
 
 LAUNCH = datetime(2026, 6, 8, 6, 17, 23, tzinfo=UTC)  # a Monday, not on the hour
 
@@ -166,6 +170,46 @@ def test_a_columnar_fan_out_cancelled_during_the_read_writes_no_delivery(workspa
 
     assert (result.status, result.total) == (CampaignRun.Status.CANCELLED, 0)
     assert not Delivery.objects.filter(run=run).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_deleted_before_the_fan_out_commits_leaves_the_run_sending_and_is_skipped(
+    workspace, readers, settings, monkeypatch
+):
+    # The database does not check delivery -> contact (docs/decisions/032): with the check, this deletion
+    # either waited for the fan-out (and the fan-out for it) or failed the whole run at its commit.
+    contacts = mixed_audience(workspace, readers, size=12)
+    gone = contacts[3]
+    campaign = CampaignFactory(
+        workspace=workspace,
+        status=Campaign.Status.SENDING,
+        audience={"include_labels": [str(readers.id)]},
+        send_time_optimization={"window_hours": 24},
+    )
+    run = CampaignRunFactory(campaign=campaign, status=CampaignRun.Status.PENDING, due_at=LAUNCH, occurrence_at=LAUNCH)
+    insert_staged = DeliveryWriter.insert_staged
+
+    def then_delete_a_contact_elsewhere(self):
+        insert_staged(self)  # the rows are written, not yet committed
+
+        def delete():
+            with transaction.atomic():
+                connection.cursor().execute("SET LOCAL lock_timeout = '5s'")
+                contact_delete(workspace=workspace, instance=Contact.objects.get(pk=gone.pk))
+
+        run_threads(delete)
+
+    monkeypatch.setattr(DeliveryWriter, "insert_staged", then_delete_a_contact_elsewhere)
+    monkeypatch.setattr(delivery_engine, "delivery_dispatch_run", lambda **kwargs: None)
+
+    result = run_fan_out(run_id=run.id, now=LAUNCH)
+
+    assert (result.status, result.total) == (CampaignRun.Status.SENDING, 12)
+    orphan = Delivery.objects.get(run=run, email=gone.email)
+    assert orphan.contact_id == gone.pk and not Contact.objects.filter(pk=gone.pk).exists()
+    delivery_send_batch(delivery_ids=[orphan.id])
+    orphan.refresh_from_db()
+    assert (orphan.status, orphan.error) == ("skipped", "suppressed: contact deleted")
 
 
 class _Cursor:
