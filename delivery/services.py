@@ -28,6 +28,8 @@ authority there, there is no API key and so no workspace to scope by.
 import contextlib
 import itertools
 import logging
+import select
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -201,19 +203,28 @@ def _event_select(*, source: str, occurred_at: datetime, flags: tuple[str, ...] 
 
 
 def update_with_events(
-    *, set_sql: str, set_params: list, where_sql: str, where_params: list, flags: tuple[str, ...] = ()
+    *,
+    set_sql: str,
+    set_params: list,
+    where_sql: str,
+    where_params: list,
+    flags: tuple[str, ...] = (),
+    from_sql: str = "",
+    from_params: tuple = (),
 ) -> list:
-    """UPDATE deliveries and write one event per changed row, atomically. Returns [(id, status)]."""
+    """UPDATE deliveries and write one event per changed row, atomically. Returns [(id, status)].
+    `from_sql` (PostgreSQL only) joins a row source, e.g. unnest() of per-row values."""
     now = timezone.now()
     returning = "id, status, workspace_id, email, message_id, run_id, campaign_id, error, send_at, sent_at, sandbox"
-    update = f"UPDATE {_TABLE} SET {set_sql} WHERE {where_sql} RETURNING {returning}"
+    joined = f" FROM {from_sql}" if from_sql else ""
+    update = f"UPDATE {_TABLE} SET {set_sql}{joined} WHERE {where_sql} RETURNING {returning}"
     with transaction.atomic(), connection.cursor() as cursor:
         if _is_postgres():
             select, select_params = _event_select(source="changed", occurred_at=now, flags=flags)
             cursor.execute(
                 f"WITH changed AS ({update}), ev AS (INSERT INTO {_EVENT_TABLE} ({_EVENT_COLUMNS}) {select}) "
                 "SELECT id, status, send_at, sent_at FROM changed",
-                [*set_params, *where_params, *select_params],
+                [*set_params, *from_params, *where_params, *select_params],
             )
             rows = cursor.fetchall()
         else:
@@ -555,10 +566,10 @@ class _Batch:
         now = timezone.now()
         if now >= self.renew_at:
             self._renew(now)
+        if overlap and _is_postgres():
+            return _ProgressMove(position=delivery_id, moved_at=now, lease=self.lease)
         sql = f"UPDATE {_PROGRESS_TABLE} SET position = %s, moved_at = %s WHERE lease_until = %s"
         params = [delivery_id, _dt(now), _dt(self.lease)]
-        if overlap and _is_postgres():
-            return _ProgressMove(sql, params)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             if cursor.rowcount != 1:
@@ -671,6 +682,56 @@ class _Batch:
         """One UPDATE for any number of rows (a chunk's outcomes and the next chunk's `sending`), with the
         events of the outcomes in the same statement. Each row changes only from the
         status we expect and under our lease. Returns {id: new status} of the rows it changed."""
+        if _is_postgres():
+            rows = self._write_arrays(outcomes)
+        else:
+            rows = self._write_cases(outcomes)
+        changed = dict(rows)
+        if len(changed) < len(outcomes):
+            lost = [o.id for o in outcomes if o.id not in changed]
+            logger.warning("Deliveries %s changed under this batch (lease lost?); left as they are", lost)
+        return changed
+
+    def _write_arrays(self, outcomes: list[_Outcome]) -> list:
+        """PostgreSQL: the per-row values travel as one array per column, joined by unnest(), so the
+        statement has a dozen parameters whatever the chunk size. The CASE form below is quadratic (each row
+        walks every WHEN) and makes psycopg split and quote thousands of placeholders per chunk, which was a
+        fifth of the send path (docs/decisions/102). NULL in an array keeps the column as it is."""
+        first: dict[int, _Outcome] = {}
+        for o in outcomes:
+            first.setdefault(o.id, o)  # as the CASE form: the first outcome of a row wins
+        chosen = list(first.values())
+        columns = (
+            ("v_id", "bigint", [o.id for o in chosen]),
+            ("v_from", "text", [o.from_status for o in chosen]),
+            ("v_status", "text", [o.status for o in chosen]),
+            ("v_sent_at", "timestamptz", [o.sent_at for o in chosen]),
+            ("v_message_id", "text", [o.message_id for o in chosen]),
+            ("v_error", "text", [o.error for o in chosen]),
+            ("v_send_at", "timestamptz", [o.send_at for o in chosen]),
+            ("v_bump", "integer", [1 if o.attempt else 0 for o in chosen]),
+            ("v_requeue", "boolean", [o.status == S.QUEUED for o in chosen]),
+            ("v_release", "boolean", [not o.keep_lease for o in chosen]),
+        )
+        unnest = ", ".join(f"%s::{kind}[]" for _, kind, _ in columns)
+        names = ", ".join(name for name, _, _ in columns)
+        return update_with_events(
+            set_sql=(
+                "status = v.v_status, sent_at = COALESCE(v.v_sent_at, sent_at), "
+                "message_id = COALESCE(v.v_message_id, message_id), error = COALESCE(v.v_error, error), "
+                "send_at = COALESCE(v.v_send_at, send_at), attempts = attempts + v.v_bump, "
+                "enqueued_at = CASE WHEN v.v_requeue THEN NULL ELSE enqueued_at END, "
+                "lease_until = CASE WHEN v.v_release THEN NULL ELSE lease_until END"
+            ),
+            set_params=[],
+            from_sql=f"unnest({unnest}) AS v({names})",
+            from_params=[values for _, _, values in columns],
+            where_sql=f"id = v.v_id AND status = v.v_from AND {_lease_match()}",
+            where_params=[_dt(self.lease)],
+        )
+
+    def _write_cases(self, outcomes: list[_Outcome]) -> list:
+        """SQLite: one CASE per column (its UPDATE ... FROM would do, but its batches are small)."""
         sets: list[str] = []
         params: list = []
 
@@ -716,17 +777,12 @@ class _Batch:
         # The outcomes' events are written by the same statement (update_with_events): exact under SIGKILL and
         # under concurrent batches of one run. A buffered variant was faster but raced the end-of-run
         # reconciliation into duplicate events (docs/decisions/015).
-        rows = update_with_events(
+        return update_with_events(
             set_sql=", ".join(sets),
             set_params=params,
             where_sql=f"id IN ({_placeholders(len(outcomes))}) AND ({where}) AND {_lease_match()}",
             where_params=where_params,
         )
-        changed = dict(rows)
-        if len(changed) < len(outcomes):
-            lost = [o.id for o in outcomes if o.id not in changed]
-            logger.warning("Deliveries %s changed under this batch (lease lost?); left as they are", lost)
-        return changed
 
     def _report(self, run_ids: set) -> None:
         for run_id, counts in self.run_counts.items():
@@ -736,30 +792,50 @@ class _Batch:
             delivery_run_check_final(run_id=run_id)
 
 
-class _ProgressMove:
-    """The progress row's UPDATE on its way (psycopg's pipeline mode, PostgreSQL 14+ protocol): sent before
-    the SMTP exchange, answered by `confirm` just before the message itself goes, so the database round trip
-    overlaps the SMTP one (docs/decisions/101). `confirm` raises LeaseLost when the row was not moved."""
+_QUIET = (psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.INTRANS)
 
-    def __init__(self, sql: str, params: list):
-        self._stack: contextlib.ExitStack | None = contextlib.ExitStack()
-        self._cursor: psycopg.Cursor | None = None
+
+class _ProgressMove:
+    """The progress row's UPDATE on its way: sent before the SMTP exchange, answered by `confirm` just before
+    the message itself goes, so the database round trip overlaps the SMTP one (docs/decisions/101).
+    `confirm` raises LeaseLost when the row was not moved.
+
+    It talks to libpq directly (psycopg's `pq` layer): a statement prepared once per connection, sent with
+    PQsendQueryPrepared and its one result read with PQgetResult. psycopg's pipeline mode did the same
+    through a context manager, a cursor and its generators, which was a sixth of a bulk worker's time for
+    one tiny statement a message (docs/decisions/102). No other statement is on the connection before or
+    after (the send loop runs in autocommit; tests wrap it in a transaction, which works the same), so
+    psycopg and Django never see it."""
+
+    _NAME = b"mailsched_progress_move"
+    _SQL = f"UPDATE {_PROGRESS_TABLE} SET position = $1, moved_at = $2 WHERE lease_until = $3".encode()
+    _prepared = threading.local()  # .on: the libpq connection this thread prepared the statement on
+
+    def __init__(self, *, position: int, moved_at: datetime, lease: datetime):
+        self._pgconn: Any = None
         self._answered = False
         connection.ensure_connection()
-        pg = connection.connection
+        pgconn = connection.connection.pgconn
+        if pgconn.transaction_status not in _QUIET:
+            raise RuntimeError("the progress row cannot move while a statement is running")  # a programming error
         try:
             with connection.wrap_database_errors:
-                self._stack.enter_context(pg.pipeline())
-                self._cursor = psycopg.Cursor(pg)
-                self._cursor.execute(sql, params)
+                if getattr(self._prepared, "on", None) is not pgconn:
+                    self._check(pgconn.prepare(self._NAME, self._SQL))
+                    self._prepared.on = pgconn
+                params = [str(position).encode(), moved_at.isoformat().encode(), lease.isoformat().encode()]
+                pgconn.send_query_prepared(self._NAME, params)
+                self._pgconn = pgconn
+                while pgconn.flush():  # nonblocking connection (psycopg sets it): the rest once writable
+                    select.select([], [pgconn.socket], [])
         except BaseException:
-            self.finish()
+            self._drop()
             raise
 
     @classmethod
     def answered(cls) -> "_ProgressMove":
         move = cls.__new__(cls)
-        move._stack, move._cursor, move._answered = None, None, True
+        move._pgconn, move._answered = None, True
         return move
 
     def confirm(self) -> None:
@@ -771,30 +847,44 @@ class _ProgressMove:
             raise LeaseLost()
 
     def finish(self) -> None:
-        """Leave pipeline mode without judging the answer (an exception is on its way); a no-op once
-        confirmed."""
-        if self._stack is not None:
+        """Read the answer without judging it (an exception is on its way); a no-op once confirmed."""
+        if self._pgconn is not None:
             self._end()
             self._answered = True
 
     def _end(self) -> int:
-        stack, self._stack = self._stack, None
-        if stack is None:
+        pgconn, self._pgconn = self._pgconn, None
+        if pgconn is None:
             return -1
         try:
             with connection.wrap_database_errors:
-                # Leaving pipeline mode sends the sync and waits for the answer (in autocommit the UPDATE has
-                # then committed).
-                stack.close()
-                return self._cursor.rowcount if self._cursor is not None else -1
+                while True:  # wait in Python, so a task's time limit can still interrupt it
+                    pgconn.consume_input()
+                    if not pgconn.is_busy():
+                        break
+                    select.select([pgconn.socket], [], [])
+                result = pgconn.get_result()
+                while pgconn.get_result() is not None:  # the end of this query's results
+                    pass
+                self._check(result)
+                # In autocommit the UPDATE has committed once its answer is here.
+                return int(result.command_tuples or 0)
         except BaseException:
-            # Interrupted (a task time limit) or failed half-way out of pipeline mode: the connection's state
-            # is unknown, so it is dropped and the batch's next statement opens a fresh one.
-            connection.close()
+            self._drop()
             raise
-        finally:
-            if self._cursor is not None:
-                self._cursor.close()
+
+    @staticmethod
+    def _check(result) -> None:
+        if result is None or result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            message = result.error_message.decode(errors="replace") if result is not None else "no result"
+            raise psycopg.OperationalError(f"progress row update failed: {message}")
+
+    def _drop(self) -> None:
+        # Interrupted (a task time limit) or failed half-way: the connection's state is unknown, so it is
+        # dropped and the batch's next statement opens a fresh one.
+        self._pgconn = None
+        self._prepared.on = None
+        connection.close()
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time_machine
 from django.conf import settings
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.db import connection
 from django.utils import timezone
 
 from audience.models import Contact, Suppression
@@ -20,7 +21,7 @@ from delivery.models import Delivery, Event, SendProgress
 from delivery.services import delivery_send_batch, retry_delay
 from delivery.tasks import send_batch
 from tests.factories import DeliveryFactory, SuppressionFactory, TemplateFactory
-from tests.threads import in_background
+from tests.threads import in_background, run_threads
 
 
 def ids(deliveries) -> list[int]:
@@ -545,3 +546,36 @@ def test_a_batch_whose_lease_expired_and_was_reclaimed_sends_and_marks_nothing_m
     assert statuses(deliveries) == ["sent"] * 8
     sent_events = Counter(Event.objects.filter(type="sent").values_list("delivery_id", flat=True))
     assert sent_events == Counter(ids(deliveries))
+
+
+# --- the progress row's statement, prepared once per database connection ------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_on_a_fresh_database_connection_prepares_the_progress_statement_again(make_deliveries, sink):
+    first, second = make_deliveries(2), make_deliveries(2)
+    delivery_send_batch(delivery_ids=ids(first))
+    connection.close()  # the server forgets the prepared statement with its session
+    delivery_send_batch(delivery_ids=ids(second))
+    assert statuses(first + second) == ["sent"] * 4
+    assert not SendProgress.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_taking_turns_on_two_threads_each_use_their_own_connection(make_deliveries, sink):
+    groups = [make_deliveries(2) for _ in range(3)]
+    first_done, second_done = threading.Event(), threading.Event()
+
+    def thread_a():  # the first batch, then the third after thread b's
+        delivery_send_batch(delivery_ids=ids(groups[0]))
+        first_done.set()
+        assert second_done.wait(timeout=20)
+        delivery_send_batch(delivery_ids=ids(groups[2]))
+
+    def thread_b():
+        assert first_done.wait(timeout=20)
+        delivery_send_batch(delivery_ids=ids(groups[1]))
+        second_done.set()
+
+    run_threads(thread_a, thread_b)
+    assert statuses([d for group in groups for d in group]) == ["sent"] * 6
