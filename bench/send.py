@@ -332,7 +332,8 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="afterwards, send once more under py-spy and print where ours spends its time (signed if ours ran, else unsigned)",
+        help="afterwards, send once more under py-spy and print where ours spends its time (signed if ours ran, "
+        "else unsigned)",
     )
     args = parser.parse_args(argv)
     setup_django()

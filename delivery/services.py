@@ -25,7 +25,6 @@ Tracking writes take a delivery id read from a signed token (delivery.tracking):
 authority there, there is no API key and so no workspace to scope by.
 """
 
-import contextlib
 import itertools
 import logging
 import select
@@ -682,10 +681,7 @@ class _Batch:
         """One UPDATE for any number of rows (a chunk's outcomes and the next chunk's `sending`), with the
         events of the outcomes in the same statement. Each row changes only from the
         status we expect and under our lease. Returns {id: new status} of the rows it changed."""
-        if _is_postgres():
-            rows = self._write_arrays(outcomes)
-        else:
-            rows = self._write_cases(outcomes)
+        rows = self._write_arrays(outcomes) if _is_postgres() else self._write_cases(outcomes)
         changed = dict(rows)
         if len(changed) < len(outcomes):
             lost = [o.id for o in outcomes if o.id not in changed]
