@@ -332,10 +332,12 @@ class _Batch:
         if not claimed:
             return self.result
         rows = list(
-            Delivery.objects.filter(id__in=claimed, lease_until=self.lease)
-            .select_related("workspace", "contact")
-            .order_by("id")
+            Delivery.objects.filter(id__in=claimed, lease_until=self.lease).select_related("contact").order_by("id")
         )
+        # The batch's few workspaces once each, not joined to and built for every row.
+        workspaces = Workspace.objects.in_bulk({row.workspace_id for row in rows})
+        for row in rows:
+            row.workspace = workspaces[row.workspace_id]
         relaxed = self._relax_commit_durability()
         finished = False
         try:
@@ -478,6 +480,7 @@ class _Batch:
             self._defer(rows, delay=delivery_setting("DELIVERY_CONNECT_RETRY_SECONDS"), error=str(exc))
             return
         try:
+            self.throttle.prefetch_backoff({domain_of(row.email) for row in rows if not row.sandbox})
             self._progress_start()
             held: set[int] = set()  # rows given back for a throttle wait
             for start in range(0, len(rows), self.mark_every):

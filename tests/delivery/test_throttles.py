@@ -246,3 +246,16 @@ def test_a_running_batch_reads_a_changed_throttle_once_its_copy_is_old(settings,
     Throttle.objects.filter(pk=row.pk).update(rate_per_second=300)
 
     assert (before, throttle.limits_for(workspace_id=workspace.id, email="a@example.org")[0].rate) == (1, 300)
+
+
+def test_a_batch_reads_its_domains_backoff_factors_up_front_in_one_go(workspace):
+    with time_machine.travel(T0, tick=False):
+        SendThrottle().record_deferral(email="a@slow.example.org")
+        throttle = SendThrottle()
+        throttle.prefetch_backoff({"slow.example.org", "fine.example.org"})
+        # Halved again elsewhere after the read: the batch keeps what it read until its copy is old.
+        SendThrottle().record_deferral(email="a@slow.example.org")
+
+        factors = [throttle.backoff_factor(d) for d in ("slow.example.org", "fine.example.org")]
+
+    assert factors == [0.5, 1.0]
