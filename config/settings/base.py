@@ -169,9 +169,11 @@ CELERY_TASK_QUEUES_NAMES = ("tx_high", "tx_low", "bulk", "default", "imports")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task events, so Flower or `celery events` can show what each worker runs (docs/operations.md); off with
-# CELERY_EVENTS=0 if the broker traffic matters more.
+# CELERY_EVENTS=0 if the broker traffic matters more. The `task-sent` event is the publisher's (a web
+# request that enqueues sends it), a second Redis publish on every transactional request for a state
+# ("sent, not yet received") Flower does without: off unless CELERY_SENT_EVENTS=1 (docs/decisions/111).
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_EVENTS", True)
-CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_EVENTS", True)
+CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_SENT_EVENTS", False)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # The system's periodic tasks; common.apps registers them in django-celery-beat after migrate.
