@@ -39,7 +39,7 @@ from audience.models import (
 )
 from audience.segments import rule_label_ids, validate_rules
 from common import errors
-from common.db import unique_or_400
+from common.db import bulk_update_by_pk, unique_or_400
 from common.timezones import is_valid_timezone
 from common.validators import single_line_problems
 
@@ -813,7 +813,7 @@ def _profiles_save(profiles: Iterable[EngagementProfile], fields: list[str]) -> 
     now = dj_timezone.now()
     for profile in profiles:
         profile.updated_at = now
-    EngagementProfile.objects.bulk_update(profiles, [*PROFILE_VECTOR_FIELDS, *fields, "updated_at"], batch_size=1000)
+    bulk_update_by_pk(EngagementProfile, profiles, [*PROFILE_VECTOR_FIELDS, *fields, "updated_at"])
 
 
 def _move_to(profile: EngagementProfile, at: datetime) -> None:

@@ -6,6 +6,11 @@ load generator, so the load tool does not eat the cores the server needs). Endpo
   checks readiness, which counts the audience's sendable contacts).
 - GET /api/v1/campaigns: the first page (50) of a workspace's campaigns.
 - POST /api/v1/transactional?priority=high: one message, accepted and enqueued (no worker sends it here).
+- GET /api/v1/reports/basic?campaign_id=...: a campaign's figures (read from the report rollups, so its cost
+  does not grow with the campaign; the bench's campaign has not been sent).
+- POST /api/v1/engagement/events: 10,000 imported opens a request, for contacts of the audience. A bulk
+  import is not a 50-client workload: this row runs with IMPORT_CONNECTIONS (4) clients, and reads as
+  events a second too.
 
 Two baseline rows come first, measured in the same run, so each endpoint reads as a share of the
 framework's ceiling on this server: Django's bare `GET /healthz` (no database, no DRF) and an authenticated
@@ -59,6 +64,9 @@ end
 
 
 HEALTHZ = "GET /healthz (Django, baseline)"
+IMPORT = "POST /engagement/events (10,000 events)"
+IMPORT_EVENTS = 10_000
+IMPORT_CONNECTIONS = 4
 
 
 def lua_script(*, method: str, paths: list[str], body: str | None, key: str) -> str:
@@ -125,6 +133,28 @@ def run_wrk(url: str, script: str, *, duration: int, connections: int, threads: 
         "non_2xx": data["errors_status"],
         "raw": data,
     }
+
+
+def import_body(workspace) -> str:
+    """IMPORT_EVENTS past opens, one per contact of the bench's audience (cycling if it has fewer)."""
+    from itertools import cycle, islice
+
+    from django.utils import timezone
+
+    from audience.models import Contact
+
+    emails = list(Contact.objects.filter(workspace=workspace).values_list("email", flat=True)[:IMPORT_EVENTS])
+    start = timezone.now() - timedelta(days=30)
+    events = [
+        {
+            "email": email,
+            "type": "opened",
+            "occurred_at": (start + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "user_agent": "Mozilla/5.0",
+        }
+        for i, email in enumerate(islice(cycle(emails), IMPORT_EVENTS))
+    ]
+    return json.dumps({"events": events})
 
 
 def check(url: str, method: str, path: str, key: str, body: str | None) -> int:
@@ -241,6 +271,8 @@ def main(argv=None) -> dict:
             ),
             key,
         ),
+        ("GET /reports/basic", "GET", [f"/api/v1/reports/basic?campaign_id={ids[0]}"], None, key),
+        (IMPORT, "POST", ["/api/v1/engagement/events"], import_body(workspace), key),
     ]
     if args.only:
         wanted = [w.strip() for w in args.only.split(",")]
@@ -259,9 +291,11 @@ def main(argv=None) -> dict:
                 url,
                 lua_script(method=method, paths=paths, body=body, key=key),
                 duration=args.duration,
-                connections=args.connections,
-                threads=args.threads,
+                connections=IMPORT_CONNECTIONS if name == IMPORT else args.connections,
+                threads=min(args.threads, IMPORT_CONNECTIONS) if name == IMPORT else args.threads,
             )
+            if name == IMPORT:
+                results[name]["events_per_second"] = round(results[name]["per_second"] * IMPORT_EVENTS)
             # wrk stops, but the sync workers still answer the requests queued in the listen backlog: wait
             # until the server is idle again, so the next endpoint starts from the same state.
             wait_for(lambda: _up(url, timeout=0.5), timeout=300, what="gunicorn to drain", every=0.5)
@@ -289,6 +323,8 @@ def main(argv=None) -> dict:
         ["endpoint", "requests", "req/s", "of /healthz", "p50 ms", "p99 ms", "max ms", "non-2xx"],
         rows,
     )
+    if results.get(IMPORT, {}).get("events_per_second"):
+        print(f"{IMPORT}: {IMPORT_CONNECTIONS} clients, {results[IMPORT]['events_per_second']:,} events/s")
     save_result(
         "api",
         {
