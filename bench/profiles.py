@@ -18,6 +18,7 @@ KINDS = [
     ("MIME building (email, delivery/mime)", ("email/", "delivery/mime.py", "quopri", "base64")),
     ("Celery, kombu, billiard, redis", ("celery/", "kombu/", "billiard/", "redis/")),
     ("our code (delivery, campaigns, audience, common)", OURS),
+    ("DRF, django-filter", ("rest_framework/", "django_filters/", "drf_spectacular/")),
     ("Django (other)", ("django/",)),
 ]
 
