@@ -50,6 +50,18 @@ def history(contact, *, opens: int, clicks: int, hour: int) -> None:
         engagement_import(workspace_id=contact.workspace_id, rows=rows, now=LAUNCH)
 
 
+def sto_run(workspace, label, *, status=CampaignRun.Status.PENDING):
+    """A sending STO campaign (24 h window) to `label` and its run due at LAUNCH."""
+    campaign = CampaignFactory(
+        workspace=workspace,
+        status=Campaign.Status.SENDING,
+        audience={"include_labels": [str(label.id)]},
+        send_time_optimization={"window_hours": 24},
+    )
+    run = CampaignRunFactory(campaign=campaign, status=status, due_at=LAUNCH, occurrence_at=LAUNCH)
+    return campaign, run
+
+
 def mixed_audience(workspace, label, size=60):
     zones = ["America/New_York", "Asia/Kolkata", "Europe/London", "", "Not/AZone", "Australia/Adelaide"]
     rng = random.Random(5)
@@ -128,15 +140,7 @@ def test_the_columnar_fan_out_moves_out_of_quiet_hours_as_the_row_planner_does(w
 
 def test_a_columnar_fan_out_run_again_after_a_crash_completes_without_duplicates(workspace, readers, settings):
     contacts = mixed_audience(workspace, readers, size=12)
-    campaign = CampaignFactory(
-        workspace=workspace,
-        status=Campaign.Status.SENDING,
-        audience={"include_labels": [str(readers.id)]},
-        send_time_optimization={"window_hours": 24},
-    )
-    run = CampaignRunFactory(
-        campaign=campaign, status=CampaignRun.Status.FANNING_OUT, due_at=LAUNCH, occurrence_at=LAUNCH
-    )
+    campaign, run = sto_run(workspace, readers, status=CampaignRun.Status.FANNING_OUT)
     for contact in contacts[:5]:  # what a worker killed after its commit, before the run's total, leaves
         Delivery.objects.create(
             workspace=workspace, run=run, campaign=campaign, contact=contact, email=contact.email, send_at=LAUNCH
@@ -150,13 +154,7 @@ def test_a_columnar_fan_out_run_again_after_a_crash_completes_without_duplicates
 
 def test_a_columnar_fan_out_cancelled_during_the_read_writes_no_delivery(workspace, readers, settings, monkeypatch):
     mixed_audience(workspace, readers, size=30)
-    campaign = CampaignFactory(
-        workspace=workspace,
-        status=Campaign.Status.SENDING,
-        audience={"include_labels": [str(readers.id)]},
-        send_time_optimization={"window_hours": 24},
-    )
-    run = CampaignRunFactory(campaign=campaign, status=CampaignRun.Status.PENDING, due_at=LAUNCH, occurrence_at=LAUNCH)
+    _, run = sto_run(workspace, readers)
     plan_chunk = RunPlanner.plan_chunk
 
     def cancel_after_the_first_chunk(self, chunk):
@@ -180,13 +178,7 @@ def test_a_contact_deleted_before_the_fan_out_commits_leaves_the_run_sending_and
     # either waited for the fan-out (and the fan-out for it) or failed the whole run at its commit.
     contacts = mixed_audience(workspace, readers, size=12)
     gone = contacts[3]
-    campaign = CampaignFactory(
-        workspace=workspace,
-        status=Campaign.Status.SENDING,
-        audience={"include_labels": [str(readers.id)]},
-        send_time_optimization={"window_hours": 24},
-    )
-    run = CampaignRunFactory(campaign=campaign, status=CampaignRun.Status.PENDING, due_at=LAUNCH, occurrence_at=LAUNCH)
+    _, run = sto_run(workspace, readers)
     insert_staged = DeliveryWriter.insert_staged
 
     def then_delete_a_contact_elsewhere(self):
