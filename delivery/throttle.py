@@ -211,30 +211,33 @@ class SendThrottle:
 
     def backoff_factor(self, domain: str, *, halve: bool = False) -> float:
         """The share of its rate a recipient domain gets now (1 unless it deferred lately)."""
-        cached = self._factors.get(domain)
         now = time.monotonic()
-        if halve or cached is None or now - cached[0] >= self.refresh_seconds:
-            script = self.buckets.client.register_script(_BACKOFF)
-            args = [self.clock(), self.recovery, "1" if halve else "0", self.min_factor]
-            cached = self._factors[domain] = (now, float(script(keys=[f"mailsched:backoff:{domain}"], args=args)))
-        return cached[1]
+        if halve or not self._factor_fresh(domain, now):
+            self._factors[domain] = (now, float(self._backoff_call(domain, halve=halve)))
+        return self._factors[domain][1]
 
     def prefetch_backoff(self, domains) -> None:
         """Read the backoff factors of many recipient domains in one Redis round trip (a batch's domains up
         front): the per-message `backoff_factor` then finds them cached."""
         now = time.monotonic()
-        stale = sorted(
-            d for d in set(domains) if d not in self._factors or now - self._factors[d][0] >= self.refresh_seconds
-        )
+        stale = sorted(d for d in set(domains) if not self._factor_fresh(d, now))
         if not stale:
             return
-        script = self.buckets.client.register_script(_BACKOFF)
         pipe = self.buckets.client.pipeline(transaction=False)
-        args = [self.clock(), self.recovery, "0", self.min_factor]
         for domain in stale:
-            script(keys=[f"mailsched:backoff:{domain}"], args=args, client=pipe)
+            self._backoff_call(domain, halve=False, client=pipe)
         for domain, factor in zip(stale, pipe.execute(), strict=True):
             self._factors[domain] = (now, float(factor))
+
+    def _factor_fresh(self, domain: str, now: float) -> bool:
+        cached = self._factors.get(domain)
+        return cached is not None and now - cached[0] < self.refresh_seconds
+
+    def _backoff_call(self, domain: str, *, halve: bool, client=None):
+        """The backoff script for `domain`: its factor, or (in a pipeline) queued for it."""
+        script = self.buckets.client.register_script(_BACKOFF)
+        args = [self.clock(), self.recovery, "1" if halve else "0", self.min_factor]
+        return script(keys=[f"mailsched:backoff:{domain}"], args=args, client=client)
 
     def record_deferral(self, *, email: str) -> float:
         """A receiving domain answered 4xx: halve its rate. Returns the new factor."""
