@@ -1,5 +1,8 @@
 """The Celery settings the engine's guarantees rest on, read back from the loaded app."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,22 @@ def test_late_acks_and_reject_on_worker_lost_are_on():
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_workers_send_task_events_and_publishers_no_task_sent_event_by_default():
+    # docs/decisions/111: Flower's worker events stay; the web request's extra task-sent publish is off.
+    assert app.conf.worker_send_task_events is True
+    assert app.conf.task_send_sent_event is False
+
+
+def test_celery_sent_events_turns_the_task_sent_event_on():
+    code = (
+        "import django; django.setup(); from config.celery import app; "
+        "print(app.conf.task_send_sent_event, app.conf.worker_send_task_events)"
+    )
+    env = {**os.environ, "CELERY_SENT_EVENTS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True"], result.stderr
 
 
 def test_the_five_queues_are_declared():
