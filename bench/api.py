@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from datetime import timedelta
+from itertools import cycle, islice
 from pathlib import Path
 
 from bench.common import (
@@ -138,8 +139,6 @@ def run_wrk(url: str, script: str, *, duration: int, connections: int, threads: 
 
 def import_body(workspace) -> str:
     """IMPORT_EVENTS past opens, one per contact of the bench's audience (cycling if it has fewer)."""
-    from itertools import cycle, islice
-
     from django.utils import timezone
 
     from audience.models import Contact
